@@ -1,0 +1,209 @@
+"""Structured configs: the schema of a sweep, registered in Hydra's ConfigStore.
+
+Every config group merges into a typed dataclass, so a typo or a bad value
+fails at start with Hydra's own message ("Key 'x' not in 'TaskConfig'").
+`validate` adds the checks a type cannot express and names the field, the bad
+value and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that is well-typed but wrong; the message says how to fix it."""
+
+
+@dataclass
+class ModelSize:
+    """One member of a model family: where to load it and how big it is."""
+
+    path: str = MISSING  # Hugging Face hub id or a local/remote path
+    params: int = MISSING  # total parameter count: the x axis of every curve
+    revision: str = "main"
+    non_embedding_params: Optional[int] = None
+    train_flops: Optional[float] = None
+    tokenizer: Optional[str] = None  # defaults to `path`
+
+
+@dataclass
+class ModelFamily:
+    """A family of models that differ in scale; `sizes` picks which members run."""
+
+    family: str = MISSING
+    catalog: dict[str, ModelSize] = field(default_factory=dict)
+    sizes: list[str] = field(default_factory=list)
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    build: Optional[str] = None  # "zoo": built locally by `orchestrator zoo build` when missing
+
+
+@dataclass
+class TaskConfig:
+    """Where a task's examples come from.
+
+    source: "bigbench" (a task.json at `url`, any fsspec URL), "synthetic"
+    (a seeded generator), or "jsonl" (a user file with input/target/choices).
+    """
+
+    source: str = MISSING
+    url: Optional[str] = None
+    subtask: Optional[str] = None
+    generator: Optional[str] = None  # synthetic: addition | subtraction | multiplication | modified_addition ...
+    digits: int = 2
+    n: int = 200  # synthetic: how many examples to generate
+    seed: int = 0
+    limit: Optional[int] = None  # evaluate only the first `limit` examples
+    stop: Optional[list[str]] = None
+
+
+@dataclass
+class PromptConfig:
+    """How a task's examples become prompts.
+
+    style: zero_shot | k_shot | chain_of_thought | multiple_choice | template | chat
+    """
+
+    style: str = "zero_shot"
+    shots: int = 0
+    seed: int = 1234  # exemplar draw
+    template: Optional[str] = None  # e.g. "{input}\nA:" for style=template
+    cot_trigger: str = "Let's think step by step."
+    answer_pattern: Optional[str] = None  # regex with one group for the final answer
+    mc_format: str = "loglik"  # loglik | letters
+    max_new_tokens: int = 16
+
+
+@dataclass
+class MetricsConfig:
+    names: list[str] = field(default_factory=lambda: ["exact_match", "token_edit_distance", "target_logprob"])
+    bootstrap_samples: int = 1000
+    bootstrap_seed: int = 0
+    subset_k: int = 4
+
+
+@dataclass
+class BackendConfig:
+    name: str = "transformers"  # transformers | vllm
+    batch_size: int = 32
+    max_length: Optional[int] = None  # context length; defaults to the model's
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class ClusterConfig:
+    address: Optional[str] = None  # None: start a local Ray cluster; "auto" or ray://host:port to join
+    num_cpus: Optional[int] = None  # for a local cluster; None = all cores
+    cpus_per_model: float = 1.0
+    gpus_per_model: float = 0.0
+    torch_threads: Optional[int] = None  # per worker; defaults to cpus_per_model
+    max_retries: int = 1
+
+
+@dataclass
+class StorageConfig:
+    root: str = "results"  # any fsspec URL: a folder, s3://bucket/prefix, gs://..., memory://
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: Optional[str] = None  # defaults to the sweep name
+
+
+@dataclass
+class SweepSettings:
+    name: str = "sweep"
+    shard_size: int = 100
+    seed: int = 0
+    output_dir: str = "outputs"  # plots and the summary, per sweep
+
+
+@dataclass
+class SweepConfig:
+    """The whole grid: model sizes x tasks x prompt styles, and where it runs."""
+
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    model: ModelFamily = field(default_factory=ModelFamily)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    prompts: dict[str, PromptConfig] = field(default_factory=dict)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register() -> None:
+    """Put the schema in Hydra's ConfigStore as `sweep_schema`."""
+    ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+PROMPT_STYLES = ("zero_shot", "k_shot", "chain_of_thought", "multiple_choice", "template", "chat")
+TASK_SOURCES = ("bigbench", "synthetic", "jsonl")
+
+
+def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
+    """Check what types cannot; return the config as a plain SweepConfig object."""
+    sc: SweepConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
+    if not _NAME.match(sc.sweep.name):
+        raise ConfigError(
+            f"sweep.name={sc.sweep.name!r} is not a valid name: use letters, digits, '_', '-' or '.', "
+            "e.g. sweep.name=my_sweep"
+        )
+    if sc.sweep.shard_size < 1:
+        raise ConfigError(f"sweep.shard_size={sc.sweep.shard_size} must be >= 1, e.g. sweep.shard_size=100")
+    if not sc.model.sizes:
+        raise ConfigError(
+            f"model.sizes is empty: list the sizes to run, e.g. 'model.sizes=[{', '.join(list(sc.model.catalog)[:2])}]'"
+        )
+    for name in sc.model.sizes:
+        if name not in sc.model.catalog:
+            raise ConfigError(
+                f"model.sizes names {name!r}, which is not in model.catalog of family {sc.model.family!r}; "
+                f"known sizes: {sorted(sc.model.catalog)}"
+            )
+    if not sc.tasks:
+        raise ConfigError("no tasks selected: pick some with e.g. 'task=[add_2,add_4]'")
+    if not sc.prompts:
+        raise ConfigError("no prompt styles selected: pick some with e.g. 'prompt=[zero_shot,few_shot]'")
+    for tname, t in sc.tasks.items():
+        if t.source not in TASK_SOURCES:
+            raise ConfigError(f"tasks.{tname}.source={t.source!r} is unknown; use one of {TASK_SOURCES}")
+        if t.source in ("bigbench", "jsonl") and not t.url:
+            raise ConfigError(f"tasks.{tname}.url is missing: a {t.source} task needs the URL of its file")
+        if t.source == "synthetic" and not t.generator:
+            raise ConfigError(f"tasks.{tname}.generator is missing: e.g. tasks.{tname}.generator=addition")
+        if t.limit is not None and t.limit < 1:
+            raise ConfigError(f"tasks.{tname}.limit={t.limit} must be >= 1 or null")
+    for pname, p in sc.prompts.items():
+        if p.style not in PROMPT_STYLES:
+            raise ConfigError(f"prompts.{pname}.style={p.style!r} is unknown; use one of {PROMPT_STYLES}")
+        if p.shots < 0:
+            raise ConfigError(f"prompts.{pname}.shots={p.shots} must be >= 0")
+        if p.style == "k_shot" and p.shots < 1:
+            raise ConfigError(f"prompts.{pname}.shots={p.shots}: a k_shot style needs shots >= 1")
+        if p.style == "template" and not p.template:
+            raise ConfigError(f"prompts.{pname}.template is missing: e.g. '{{input}}\\nA:'")
+        if p.max_new_tokens < 1:
+            raise ConfigError(f"prompts.{pname}.max_new_tokens={p.max_new_tokens} must be >= 1")
+    if sc.backend.name not in ("transformers", "vllm"):
+        raise ConfigError(f"backend.name={sc.backend.name!r} is unknown; use transformers or vllm")
+    if sc.backend.batch_size < 1:
+        raise ConfigError(f"backend.batch_size={sc.backend.batch_size} must be >= 1")
+    if sc.cluster.cpus_per_model <= 0:
+        raise ConfigError(f"cluster.cpus_per_model={sc.cluster.cpus_per_model} must be > 0")
+    return sc
+
+
+def to_container(sc: SweepConfig) -> dict[str, Any]:
+    """The resolved config as plain data (for the manifest and MLflow)."""
+    return OmegaConf.to_container(OmegaConf.structured(sc), resolve=True)  # type: ignore[return-value]
