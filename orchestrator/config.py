@@ -8,8 +8,10 @@ value and the fix.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -127,6 +129,13 @@ class SweepSettings:
 
 
 @dataclass
+class DataConfig:
+    """Roots that task configs interpolate, e.g. url: ${data.bigbench}/emoji_movie."""
+
+    bigbench: str = "github://google:BIG-bench@main/bigbench/benchmark_tasks"
+
+
+@dataclass
 class SweepConfig:
     """The whole grid: model sizes x tasks x prompt styles, and where it runs."""
 
@@ -139,6 +148,7 @@ class SweepConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def register() -> None:
@@ -165,6 +175,12 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
         raise ConfigError(
             f"model.sizes is empty: list the sizes to run, e.g. 'model.sizes=[{', '.join(list(sc.model.catalog)[:2])}]'"
         )
+    for name, m in sc.model.catalog.items():
+        if m.params < 1:
+            raise ConfigError(
+                f"model.catalog.{name}.params={m.params} must be the model's parameter count (> 0): "
+                "it is the x axis of every curve"
+            )
     for name in sc.model.sizes:
         if name not in sc.model.catalog:
             raise ConfigError(
@@ -207,3 +223,30 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
 def to_container(sc: SweepConfig) -> dict[str, Any]:
     """The resolved config as plain data (for the manifest and MLflow)."""
     return OmegaConf.to_container(OmegaConf.structured(sc), resolve=True)  # type: ignore[return-value]
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def conf_dir() -> Path:
+    """The Hydra config tree: $ORCHESTRATOR_CONF, else the repo's conf/ folder."""
+    return Path(os.environ.get("ORCHESTRATOR_CONF", CONF_DIR)).resolve()
+
+
+def load(overrides: list[str], config_dir: Path | None = None, config_name: str = "config") -> SweepConfig:
+    """Compose the config tree with Hydra overrides and validate it.
+
+    Uses Hydra's compose API: one sweep is one process that expands its own
+    grid, so Hydra's multirun and job working dirs are not involved.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    d = (config_dir or conf_dir()).resolve()
+    if not (d / f"{config_name}.yaml").exists():
+        raise ConfigError(f"config tree not found: {d}/{config_name}.yaml; set ORCHESTRATOR_CONF or --config-dir")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(d), version_base=None):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    return validate(cfg)

@@ -1,0 +1,288 @@
+"""The transformers backend: any causal LM on the Hub or on disk, on CPU or one GPU.
+
+Loading is locked down: weights only from safetensors (a pickle checkpoint can
+run code when loaded) and no remote code unless the family's config asks for
+it. Generation is batched greedy decoding with left padding; scoring is one
+forward pass per batch over context + continuation ids.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+
+from orchestrator.backends.base import (
+    BackendError,
+    apply_chat_template,
+    empty_scored,
+    finish_generation,
+    pair_token_ids,
+    truncate_prompt,
+)
+from orchestrator.config import BackendConfig, ModelFamily, ModelSize
+from orchestrator.record import Generation, Scored
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' means the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype | str:
+    """A config's dtype string ('float32', 'bfloat16', 'auto') as transformers wants it."""
+    if name == "auto":
+        return "auto"
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise BackendError(f"model.dtype={name!r} is not a torch dtype: use float32, bfloat16, float16 or auto")
+    return dtype
+
+
+def _require_safetensors(path: str) -> None:
+    """Refuse a local checkpoint without safetensors weights before transformers looks for a pickle."""
+    if os.path.isdir(path) and not any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json")
+                                       for f in os.listdir(path)):
+        raise BackendError(_no_safetensors(path))
+
+
+def _no_safetensors(path: str) -> str:
+    return (
+        f"{path!r} has no safetensors weights (*.safetensors); pickle checkpoints (pytorch_model.bin) are refused "
+        "because loading them can execute arbitrary code. Convert it once with "
+        "`AutoModelForCausalLM.from_pretrained(path).save_pretrained(path, safe_serialization=True)` in a trusted "
+        "environment, or pick a revision that ships safetensors."
+    )
+
+
+class _StopOnStrings(StoppingCriteria):
+    """Marks a row finished once its generated text contains a stop string.
+
+    It decodes the whole generated part of each row every step, so a stop string
+    that spans several tokens (or, for a character tokenizer, several characters)
+    is seen the step it completes. transformers keeps a finished row finished and
+    ends `generate` when every row is.
+    """
+
+    def __init__(self, tokenizer, stop: Sequence[str], prompt_len: int):
+        self.tokenizer = tokenizer
+        self.stop = list(stop)
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :].tolist(), skip_special_tokens=True)
+        done = [any(s in t for s in self.stop) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersBackend:
+    """A Hugging Face causal LM behind the Backend interface."""
+
+    name = "transformers"
+
+    def __init__(self, size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        path = os.path.expanduser(size.path)
+        tok_path = os.path.expanduser(size.tokenizer or size.path)
+        _require_safetensors(path)
+        self.batch_size = cfg.batch_size
+        self.device = resolve_device(cfg.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            tok_path, revision=size.revision, trust_remote_code=family.trust_remote_code
+        )
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                path,
+                revision=size.revision,
+                dtype=resolve_dtype(family.dtype),
+                trust_remote_code=family.trust_remote_code,
+                use_safetensors=True,
+            )
+        except OSError as e:  # a hub repo without safetensors
+            if "safetensors" in str(e):
+                raise BackendError(_no_safetensors(path)) from e
+            raise
+        self.model = model.to(self.device).eval()
+        tok = self.tokenizer
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if self.pad_id is None:
+            self.pad_id = 0
+        self.eos_ids = self._eos_ids()
+        # the token an empty context/prompt starts from
+        self.start_id = next((t for t in (tok.bos_token_id, tok.eos_token_id, self.pad_id) if t is not None), 0)
+        self.max_length = cfg.max_length or self._model_max_length()
+        forward = inspect.signature(self.model.forward).parameters
+        self._keep_logits = "logits_to_keep" in forward
+        self._has_position_ids = "position_ids" in forward
+
+    def _eos_ids(self) -> list[int]:
+        """End-of-sequence ids: the model's generation config's (chat models list several) and the tokenizer's."""
+        ids: set[int] = set()
+        eos = self.model.generation_config.eos_token_id
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        head = self.model.get_output_embeddings()
+        vocab = head.weight.shape[0] if head is not None else float("inf")
+        return sorted(i for i in ids if 0 <= i < vocab)
+
+    def _model_max_length(self) -> int:
+        cfg = self.model.config
+        for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            return tok_max
+        log.warning("cannot tell %s's context length; assuming 2048 (set backend.max_length)", self.model.name_or_path)
+        return 2048
+
+    # --- tokens ---------------------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # --- generation -----------------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
+        """Greedy generation in batches of similar length, returned in the prompts' order."""
+        stop = [s for s in stop if s]
+        limit = self.max_length - max_new_tokens
+        encoded = [truncate_prompt(self.encode(p) or [self.start_id], limit) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+        out: list[Generation | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            rows = self._generate_batch([encoded[i] for i in idx], max_new_tokens, stop)
+            for i, ids in zip(idx, rows, strict=True):
+                out[i] = finish_generation(ids, stop, self.eos_ids, self._decode)
+        return out  # type: ignore[return-value]
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            ids[k, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[k, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.inference_mode()
+    def _generate_batch(self, rows: list[list[int]], max_new_tokens: int, stop: list[str]) -> list[list[int]]:
+        ids, mask = self._left_pad(rows)
+        # A fresh config, so sampling or repetition penalties in the model's generation_config never apply.
+        gen_cfg = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids or None,
+        )
+        criteria = StoppingCriteriaList([_StopOnStrings(self.tokenizer, stop, ids.shape[1])]) if stop else None
+        seqs = self.model.generate(
+            input_ids=ids, attention_mask=mask, generation_config=gen_cfg, stopping_criteria=criteria
+        )
+        return seqs[:, ids.shape[1] :].tolist()
+
+    # --- log-likelihood -------------------------------------------------------------------------------------
+
+    def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[Scored]:
+        """Σ log p(continuation tokens | context), per-token log-probs and greediness, batched by length."""
+        items: list[tuple[list[int], list[int]]] = []
+        for context, continuation in pairs:
+            ctx, cont = pair_token_ids(
+                context,
+                continuation,
+                self.encode,
+                lambda s: list(self.tokenizer(s, add_special_tokens=False)["input_ids"]),
+                self.start_id,
+            )
+            if len(cont) > self.max_length:
+                raise BackendError(
+                    f"a continuation of {len(cont)} tokens does not fit the context length {self.max_length}"
+                )
+            # the model reads all but the last token; truncate from the left to the context length
+            inp = (ctx + cont)[-(self.max_length + 1) :][:-1]
+            items.append((inp, cont))
+        out: list[Scored | None] = [None] * len(pairs)
+        order = sorted(range(len(items)), key=lambda i: len(items[i][0]), reverse=True)
+        for start in range(0, len(order), self.batch_size):
+            idx = [i for i in order[start : start + self.batch_size] if items[i][1]]
+            for i in order[start : start + self.batch_size]:
+                if not items[i][1]:
+                    out[i] = empty_scored()
+            if idx:
+                for i, scored in zip(idx, self._score_batch([items[i] for i in idx]), strict=True):
+                    out[i] = scored
+        return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _score_batch(self, items: list[tuple[list[int], list[int]]]) -> list[Scored]:
+        """One forward pass, left-padded so every continuation ends at the last position.
+
+        Left padding lets the model compute logits only for the last
+        max(continuation length) positions (`logits_to_keep`), which matters for
+        large vocabularies; explicit position ids keep padded rows equal to
+        unpadded ones.
+        """
+        ids, mask = self._left_pad([inp for inp, _ in items])
+        keep = max(len(cont) for _, cont in items)
+        kwargs: dict = {"input_ids": ids, "attention_mask": mask}
+        if self._has_position_ids:
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        if self._keep_logits:
+            kwargs["logits_to_keep"] = keep
+        logits = self.model(**kwargs).logits[:, -keep:, :].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        greedy = logits.argmax(dim=-1)
+        results = []
+        for k, (_, cont) in enumerate(items):
+            c = len(cont)
+            target = torch.tensor(cont, dtype=torch.long, device=logits.device)
+            token_lp = logprobs[k, keep - c :, :].gather(-1, target[:, None])[:, 0]
+            results.append(
+                Scored(
+                    logprob=float(token_lp.sum()),
+                    token_logprobs=tuple(float(x) for x in token_lp.tolist()),
+                    token_ids=tuple(cont),
+                    is_greedy=bool((greedy[k, keep - c :] == target).all()),
+                )
+            )
+        return results
+
+    # --- chat and lifecycle ---------------------------------------------------------------------------------
+
+    def chat(self, text: str) -> str:
+        return apply_chat_template(self.tokenizer, text)
+
+    def close(self) -> None:
+        """Drop the weights so a worker can load the next model."""
+        self.model = None  # type: ignore[assignment]
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,203 @@
+"""The `orchestrator` command: run, plan, zoo, ui.
+
+    orchestrator run experiment=demo                 run (or resume) the demo sweep
+    orchestrator run experiment=demo 'model.sizes=[zoo-2k,zoo-200k]' 'task=[add_4]' 'prompt=[zero_shot]'
+    orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
+    orchestrator zoo build                           train the embedded model family (CPU, minutes)
+    orchestrator ui                                  open the MLflow UI on the tracking store
+
+Everything after the subcommand is a Hydra override (key=value, group=option,
+'group=[a,b]', +new.key=value). Bad input exits with code 2 and a message that
+names the field, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED_SHARDS = 1
+
+
+class UserError(Exception):
+    """Bad input: print the message, exit 2, write nothing."""
+
+
+def _load(args: argparse.Namespace):
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from orchestrator.config import ConfigError, load
+
+    try:
+        return load(args.overrides, Path(args.config_dir) if args.config_dir else None)
+    except (HydraException, OmegaConfBaseException, ConfigError) as e:
+        raise UserError(_explain(e)) from e
+
+
+def _explain(e: BaseException) -> str:
+    """Hydra wraps the useful message (full key, expected type) in __cause__: show both."""
+    parts = [str(e).strip()]
+    cause = e.__cause__
+    while cause is not None:
+        text = str(cause).strip()
+        if text and text not in parts[-1]:
+            parts.append(text)
+        cause = cause.__cause__
+    return "\n".join(parts)
+
+
+def _prepare(cfg):
+    from orchestrator.sweep import prepare
+    from orchestrator.tasks.errors import TaskError
+
+    try:
+        return prepare(cfg)
+    except TaskError as e:
+        raise UserError(str(e)) from e
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import cells_table, ensure_models, run
+    from orchestrator.tasks.errors import TaskError
+
+    cfg = _load(args)
+    if not args.quiet:
+        print(f"sweep {cfg.sweep.name}: {len(cfg.model.sizes)} sizes x {len(cfg.tasks)} tasks x "
+              f"{len(cfg.prompts)} prompt styles -> store {cfg.storage.root}/{cfg.sweep.name}")
+    ensure_models(cfg, progress=not args.quiet)
+    try:
+        result = run(cfg, progress=not args.quiet)
+    except TaskError as e:
+        raise UserError(str(e)) from e
+    finally:
+        from orchestrator.execute import shutdown
+
+        shutdown()
+    table = cells_table(result.cells)
+    if not table.empty:
+        with _pd_options():
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        f"\nshards: {result.shards_run} run, {result.shards_skipped} already in the store, "
+        f"{len(result.failed)} failed; {result.seconds:.1f} s"
+        + (f", {result.examples_per_second:.1f} examples/s" if result.shards_run else "")
+    )
+    print(f"curves: {Path(cfg.sweep.output_dir) / result.plan.sweep_id / 'curves'}")
+    if result.parent_run_id:
+        print(f"mlflow: {cfg.tracking.uri}  (experiment {cfg.tracking.experiment or result.plan.sweep_id}, "
+              f"run {result.parent_run_id}); open with `orchestrator ui`")
+    if result.failed:
+        for sid, err in sorted(result.failed.items()):
+            print(f"FAILED shard {sid}: {err}", file=sys.stderr)
+        print("re-run the same command to retry only the failed shards", file=sys.stderr)
+        return EXIT_FAILED_SHARDS
+    return 0
+
+
+def _pd_options():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 30)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    plan, tasks, store = _prepare(cfg)
+    done = store.done()
+    print(f"sweep {plan.sweep_id}  fingerprint {plan.fingerprint}  store {store.url}")
+    print(f"{'model':<16}{'params':>14}  {'task':<22}{'prompt':<14}{'examples':>9}{'shards':>8}{'done':>6}  cell")
+    for c in plan.cells:
+        shards = plan.shards_of(c.id)
+        n_done = sum(s.id in done for s in shards)
+        print(f"{c.model.name:<16}{c.model.params:>14,}  {c.task:<22}{c.prompt.name:<14}{c.n_examples:>9}"
+              f"{len(shards):>8}{n_done:>6}  {c.id}")
+    total_done = sum(s.id in done for s in plan.shards)
+    examples = sum(s.size for s in plan.shards)
+    print(f"\n{len(plan.cells)} cells, {len(plan.shards)} shards ({total_done} done, "
+          f"{len(plan.shards) - total_done} to run), {examples} examples")
+    if args.shards:
+        for s in plan.shards:
+            print(f"{s.id}  cell {s.cell_id}  examples [{s.start}, {s.stop})  {'done' if s.id in done else 'todo'}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from orchestrator import zoo
+
+    out = Path(args.dir).expanduser() if args.dir else zoo.zoo_dir()
+    if args.action == "build":
+        paths = zoo.build(out_dir=out, names=args.names or None, force=args.force, progress=True)
+        for p in paths:
+            print(p)
+        return 0
+    for spec in zoo.FAMILY:
+        name = spec.name if hasattr(spec, "name") else spec["name"]
+        card = out / name / "model_card.json"
+        print(f"{name:<12} {'built' if card.exists() else 'missing':<8} {out / name}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    exe = shutil.which("mlflow")
+    if exe is None:
+        raise UserError("the `mlflow` command is not on PATH; install mlflow in this environment")
+    cmd = [exe, "ui", "--backend-store-uri", cfg.tracking.uri, "--host", args.host, "--port", str(args.port)]
+    print("running:", " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Run language-model scaling sweeps on Ray, record them in MLflow, read them as curves.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_overrides(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo 'task=[add_2]'")
+        sp.add_argument("--config-dir", default=None, help="config tree (default: the repo's conf/)")
+        return sp
+
+    r = with_overrides(sub.add_parser("run", help="run or resume a sweep: only missing shards run"))
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+    pl = with_overrides(sub.add_parser("plan", help="print the grid: cells, shards, examples, done"))
+    pl.add_argument("--shards", action="store_true", help="also list every shard")
+    pl.set_defaults(func=cmd_plan)
+    z = sub.add_parser("zoo", help="the embedded tiny model family trained on this machine")
+    z.add_argument("action", choices=["build", "list"])
+    z.add_argument("names", nargs="*", help="members to build (default: all)")
+    z.add_argument("--dir", default=None, help="zoo folder (default: $ORCHESTRATOR_ZOO_DIR or ~/.cache/orchestrator/zoo)")
+    z.add_argument("--force", action="store_true", help="retrain members that are already built")
+    z.set_defaults(func=cmd_zoo)
+    u = with_overrides(sub.add_parser("ui", help="open the MLflow UI on the sweep's tracking store"))
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(func=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Execution on Ray: model-affine workers, scheduling and progress. The only module that imports ray.
+
+One actor per model size loads its weights once and runs every shard of that
+model, across tasks and prompt styles, in order. Ray starts actors as the
+cluster's resources allow (cpus_per_model / gpus_per_model), so a 2-core
+machine runs two small models at a time and a GPU cluster one per GPU share.
+The driver writes each finished shard to the store the moment it arrives:
+the store, not Ray's object store, holds results, so a crash loses at most the
+shards in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ray
+from tqdm.auto import tqdm
+
+from orchestrator.config import SweepConfig
+from orchestrator.plan import Cell, ModelSpec, Plan, Shard
+from orchestrator.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExecutionReport:
+    """What happened: shard counts, failures, throughput."""
+
+    total: int = 0
+    skipped: int = 0  # already in the store
+    completed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # shard id -> error
+    examples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else 0.0
+
+
+class ModelWorker:
+    """Holds one loaded model and runs shards on it."""
+
+    def __init__(self, model: ModelSpec, backend_cfg, threads: int | None):
+        from orchestrator.backends import load_backend
+
+        self.model = model
+        t0 = time.perf_counter()
+        self.backend = load_backend(model, backend_cfg, threads=threads)
+        self.load_seconds = time.perf_counter() - t0
+
+    def run(self, task: Task, cell: Cell, shard: Shard) -> tuple[str, list[dict], float]:
+        from orchestrator.inference import run_shard
+
+        t0 = time.perf_counter()
+        rows = run_shard(self.backend, task, cell, shard)
+        return shard.id, rows, time.perf_counter() - t0
+
+    def node(self) -> str:
+        return ray.util.get_node_ip_address()
+
+
+def init_ray(cfg: SweepConfig) -> None:
+    """Join the configured cluster, or start a local one with this machine's resources."""
+    if ray.is_initialized():
+        return
+    kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": True, "logging_level": logging.WARNING}
+    if cfg.cluster.address:
+        ray.init(address=cfg.cluster.address, **kwargs)
+    else:
+        ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, **kwargs)
+
+
+def execute(
+    plan: Plan,
+    tasks: dict[str, Task],
+    cfg: SweepConfig,
+    done: set[str],
+    on_shard: Callable[[Shard, list[dict]], None],
+    progress: bool = True,
+) -> ExecutionReport:
+    """Run every shard of `plan` not in `done`; call `on_shard` (the store write) as each finishes."""
+    report = ExecutionReport(total=len(plan.shards))
+    pending = {m: [s for s in shards if s.id not in done] for m, shards in plan.shards_by_model().items()}
+    report.skipped = report.total - sum(len(v) for v in pending.values())
+    todo = sum(len(v) for v in pending.values())
+    if todo == 0:
+        return report
+    init_ray(cfg)
+    threads = cfg.cluster.torch_threads or max(1, int(cfg.cluster.cpus_per_model))
+    actor_cls = ray.remote(ModelWorker).options(
+        num_cpus=cfg.cluster.cpus_per_model,
+        num_gpus=cfg.cluster.gpus_per_model,
+        max_restarts=cfg.cluster.max_retries,
+        max_task_retries=cfg.cluster.max_retries,
+    )
+    task_refs = {name: ray.put(t) for name, t in tasks.items()}
+    models = {m.name: m for m in plan.models}
+    futures: dict = {}
+    actors: dict[str, object] = {}
+    left: dict[str, int] = {}
+    for name, shards in pending.items():  # smallest model first
+        if not shards:
+            continue
+        actor = actor_cls.remote(models[name], cfg.backend, threads)
+        actors[name] = actor
+        left[name] = len(shards)
+        for s in shards:
+            cell = plan.cell(s.cell_id)
+            futures[actor.run.remote(task_refs[cell.task], cell, s)] = (name, s)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=todo, desc=f"sweep {plan.sweep_id}", unit="shard", disable=not progress, dynamic_ncols=True)
+    try:
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            ref = ready[0]
+            name, shard = futures.pop(ref)
+            try:
+                _, rows, _ = ray.get(ref)
+                on_shard(shard, rows)
+                report.completed += 1
+                report.examples += len(rows)
+            except Exception as e:  # a failed shard is reported, the others go on
+                report.failed[shard.id] = f"{type(e).__name__}: {_first_line(e)}"
+                log.error("shard %s (%s) failed: %s", shard.id, plan.cell(shard.cell_id).label, e)
+            left[name] -= 1
+            if left[name] == 0:  # free the model's resources for the next one
+                ray.kill(actors.pop(name))
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix(examples_s=f"{report.examples / max(elapsed, 1e-9):.1f}", failed=len(report.failed))
+            bar.update(1)
+    finally:
+        bar.close()
+        for actor in actors.values():
+            ray.kill(actor)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    # RayTaskError puts the traceback first; the cause is on its last line
+    return text[-1] if text else type(e).__name__
+
+
+def shutdown() -> None:
+    if ray.is_initialized() and not os.environ.get("ORCHESTRATOR_KEEP_RAY"):
+        ray.shutdown()

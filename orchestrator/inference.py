@@ -1,0 +1,94 @@
+"""Run one shard: render its prompts, ask the backend, and build Records.
+
+This is what a worker does for every shard of its model. It knows nothing of
+Ray or the store; give it a loaded backend and it returns plain rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from orchestrator.backends.base import Backend
+from orchestrator.plan import Cell, Shard
+from orchestrator.prompts import extract_answer, render
+from orchestrator.record import Record, Request
+from orchestrator.tasks.task import Task
+
+
+def run_shard(backend: Backend, task: Task, cell: Cell, shard: Shard) -> list[dict]:
+    """Evaluate examples [shard.start, shard.stop) of `task` under the cell's prompt style."""
+    prompt = cell.prompt.config
+    indices = [ex.idx for ex in task.examples[shard.start : shard.stop]]
+    chat = backend.chat if prompt.style == "chat" else None
+    requests = render(
+        task,
+        prompt,
+        indices,
+        count_tokens=backend.count_tokens,
+        max_tokens=backend.max_length,
+        chat=chat,
+    )
+    generations = _generate(backend, requests)
+    scored_targets, scored_choices = _score(backend, requests)
+    rows = []
+    for i, req in enumerate(requests):
+        gen = generations.get(i)
+        targets = scored_targets.get(i, [])
+        choices = scored_choices.get(i, [])
+        text = gen.text if gen else ""
+        rec = Record(
+            cell_id=cell.id,
+            shard_id=shard.id,
+            example_idx=req.example_idx,
+            prompt=req.prompt,
+            n_prompt_tokens=backend.count_tokens(req.prompt),
+            n_shots=req.n_shots,
+            shots_dropped=req.shots_dropped,
+            generation=text,
+            answer=extract_answer(text, task, prompt) if gen else "",
+            generation_token_ids=list(gen.token_ids) if gen else [],
+            targets=list(req.targets),
+            target_logprobs=[s.logprob for s in targets],
+            target_token_ids=list(targets[0].token_ids) if targets else [],
+            target_token_logprobs=list(targets[0].token_logprobs) if targets else [],
+            target_is_greedy=bool(targets[0].is_greedy) if targets else False,
+            choices=list(req.choices),
+            choice_scores=[float(s) for s in req.choice_scores],
+            choice_logprobs=[s.logprob for s in choices],
+            choice_n_tokens=[len(s.token_ids) for s in choices],
+        )
+        rows.append(asdict(rec))
+    return rows
+
+
+def _generate(backend: Backend, requests: list[Request]) -> dict[int, object]:
+    """Greedy generations, batched per (max_new_tokens, stop) so a shard is one backend call."""
+    groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    for i, r in enumerate(requests):
+        if r.generate:
+            groups.setdefault((r.max_new_tokens, tuple(r.stop)), []).append(i)
+    out: dict[int, object] = {}
+    for (max_new, stop), idxs in groups.items():
+        gens = backend.generate([requests[i].prompt for i in idxs], max_new_tokens=max_new, stop=list(stop))
+        out.update(zip(idxs, gens, strict=True))
+    return out
+
+
+def _score(backend: Backend, requests: list[Request]) -> tuple[dict[int, list], dict[int, list]]:
+    """Log-likelihood of every target and option, all in one batched call."""
+    pairs: list[tuple[str, str]] = []
+    owners: list[tuple[int, str]] = []
+    for i, r in enumerate(requests):
+        for t in r.targets:
+            pairs.append((r.prompt, t))
+            owners.append((i, "t"))
+        for c in r.choices:
+            pairs.append((r.prompt, c))
+            owners.append((i, "c"))
+    targets: dict[int, list] = {}
+    choices: dict[int, list] = {}
+    if not pairs:
+        return targets, choices
+    for (i, kind), s in zip(owners, backend.loglikelihood(pairs), strict=True):
+        (targets if kind == "t" else choices).setdefault(i, []).append(s)
+    return targets, choices

@@ -1,0 +1,60 @@
+"""From stored records to per-cell scores: the step between the store and the curves.
+
+Reads each finished cell's shards and applies the metric library; runs no
+model, so `rescore` and `report` can rebuild every number from the store.
+"""
+
+from __future__ import annotations
+
+import math
+
+from orchestrator.analysis.curves import CellResult
+from orchestrator.config import MetricsConfig
+from orchestrator.metrics import MetricContext, get, summarise
+from orchestrator.plan import Plan
+from orchestrator.store import SweepStore
+from orchestrator.tasks.task import Task
+
+
+def metric_info(names: list[str]) -> dict[str, dict[str, object]]:
+    """Each metric's kind and direction, for curves, plots and verdicts."""
+    out = {}
+    for n in names:
+        m = get(n)
+        out[n] = {"kind": m.kind, "higher_is_better": m.higher_is_better}
+    return out
+
+
+def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig) -> list[CellResult]:
+    """Scores of every cell whose shards are all in the store (others are left out)."""
+    done = store.done()
+    results = []
+    for cell in plan.cells:
+        ids = [s.id for s in plan.shards_of(cell.id)]
+        if not ids or not all(i in done for i in ids):
+            continue
+        frame = store.read_shards(ids)
+        records = frame.to_dict("records")
+        task = tasks[cell.task]
+        ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
+        summary = summarise(list(metrics.names), records, ctx, metrics.bootstrap_samples, metrics.bootstrap_seed)
+        scores = {}
+        for name, s in summary.items():
+            if s.n == 0 or not math.isfinite(s.mean):
+                continue  # metric does not apply to this task/prompt (e.g. Brier without options)
+            scores[name] = {"mean": s.mean, "lo": s.lo, "hi": s.hi, "n": float(s.n), "chance": s.chance}
+        results.append(
+            CellResult(
+                cell_id=cell.id,
+                model=cell.model.name,
+                params=cell.model.params,
+                task=cell.task,
+                prompt=cell.prompt.name,
+                n_examples=len(records),
+                shots_dropped=int(frame["shots_dropped"].gt(0).sum()) if "shots_dropped" in frame else 0,
+                scores=scores,
+                non_embedding_params=cell.model.non_embedding_params,
+                train_flops=cell.model.train_flops,
+            )
+        )
+    return results

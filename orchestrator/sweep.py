@@ -1,0 +1,200 @@
+"""One sweep, end to end: config -> plan -> execute -> store -> record -> analyse.
+
+Each stage lives in its own module; this one only passes data along. Running
+the same sweep again finds every finished shard in the store and every MLflow
+run by its tag, so it recomputes and duplicates nothing: a resume is a re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator import __version__
+from orchestrator.analysis.curves import CellResult, Curve, curves
+from orchestrator.analysis.plots import plot_all
+from orchestrator.config import SweepConfig, to_container
+from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, make_plan
+from orchestrator.scoring import metric_info, score_cells
+from orchestrator.store import SweepStore
+from orchestrator.tasks import load_task
+from orchestrator.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    plan: Plan
+    cells: list[CellResult]
+    curves: list[Curve]
+    plots: list[Path]
+    shards_run: int = 0
+    shards_skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+    parent_run_id: str | None = None
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the source tree when there is one."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def ensure_models(cfg: SweepConfig, progress: bool = True) -> None:
+    """Build the embedded zoo's missing members before anything else (the demo needs no download)."""
+    if cfg.model.build != "zoo":
+        return
+    from orchestrator.zoo import build
+
+    missing: dict[Path, list[str]] = {}
+    for name in cfg.model.sizes:
+        path = Path(os.path.expanduser(cfg.model.catalog[name].path))
+        if not (path / "config.json").exists():
+            missing.setdefault(path.parent, []).append(path.name)
+    for out_dir, names in missing.items():
+        print(f"zoo: building {', '.join(names)} into {out_dir} (once; later runs reuse it)")
+        build(out_dir=out_dir, names=names, progress=progress)
+
+
+def load_tasks(cfg: SweepConfig) -> dict[str, Task]:
+    """Read and check every task before any shard runs: a bad file stops the sweep here."""
+    return {name: load_task(name, tcfg) for name, tcfg in sorted(cfg.tasks.items())}
+
+
+def prepare(cfg: SweepConfig) -> tuple[Plan, dict[str, Task], SweepStore]:
+    tasks = load_tasks(cfg)
+    plan = make_plan(cfg, tasks)
+    return plan, tasks, SweepStore(cfg.storage.root, plan.sweep_id)
+
+
+def manifest(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task]) -> dict:
+    return {
+        "sweep_id": plan.sweep_id,
+        "fingerprint": plan.fingerprint,
+        "code_version": code_version(),
+        "record_format": RECORD_FORMAT_VERSION,
+        "config": to_container(cfg),
+        "tasks": {n: {"id": t.id, "source": t.source, "examples": len(t.examples)} for n, t in tasks.items()},
+        "cells": [
+            {"id": c.id, "model": c.model.name, "params": c.model.params, "task": c.task, "prompt": c.prompt.name,
+             "shards": [s.id for s in plan.shards_of(c.id)]}
+            for c in plan.cells
+        ],
+    }
+
+
+def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
+    """Run a sweep to the end and record it; safe to repeat (a resume is a re-run)."""
+    from orchestrator.execute import execute
+
+    t0 = time.perf_counter()
+    ensure_models(cfg, progress)
+    plan, tasks, store = prepare(cfg)
+    store.write_json("manifest.json", manifest(cfg, plan, tasks))
+    done = store.done()
+    report = execute(plan, tasks, cfg, done, lambda shard, rows: store.write_shard(shard.id, rows), progress)
+    result = record(cfg, plan, tasks, store)
+    result.shards_run = report.completed
+    result.shards_skipped = report.skipped
+    result.failed = report.failed
+    result.examples_per_second = report.examples_per_second
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore) -> SweepResult:
+    """Score finished cells, draw curves, and (re)build the MLflow view. Runs no model."""
+    cells = score_cells(plan, store, tasks, cfg.metrics)
+    info = metric_info(list(cfg.metrics.names))
+    cvs = curves(cells, info)
+    out_dir = Path(cfg.sweep.output_dir) / plan.sweep_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = plot_all(cvs, out_dir / "curves")
+    table = cells_table(cells)
+    table.to_csv(out_dir / "cells.csv", index=False)
+    for p in plots:
+        store.write_bytes(f"curves/{p.name}", p.read_bytes())
+    store.write_bytes("cells.csv", table.to_csv(index=False).encode())
+    result = SweepResult(plan=plan, cells=cells, curves=cvs, plots=plots)
+    if cfg.tracking.enabled:
+        result.parent_run_id = track(cfg, plan, cells, cvs, plots, info, out_dir)
+    return result
+
+
+def track(cfg, plan, cells, cvs, plots, info, out_dir) -> str:
+    from orchestrator.tracking import Tracker
+
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment or plan.sweep_id)
+    parent = tracker.sweep_run(
+        plan.sweep_id,
+        plan.fingerprint,
+        to_container(cfg),
+        {"cells": len(plan.cells), "shards": len(plan.shards), "fingerprint": plan.fingerprint,
+         "storage": f"{cfg.storage.root}/{plan.sweep_id}", "code_version": code_version()},
+    )
+    for c in cells:
+        cell = plan.cell(c.cell_id)
+        tracker.log_cell(
+            parent,
+            c.cell_id,
+            cell.label,
+            {
+                "family": cell.model.family, "size": cell.model.name, "params": cell.model.params,
+                "model_path": cell.model.path, "revision": cell.model.revision,
+                "task": cell.task, "task_id": cell.task_id, "prompt_style": cell.prompt.name,
+                "style": cell.prompt.config.style, "shots": cell.prompt.config.shots,
+                "examples": c.n_examples, "shards": len(plan.shards_of(c.cell_id)),
+            },
+            {**c.scores, "shots_dropped": {"mean": float(c.shots_dropped)}},
+        )
+    by_key: dict[str, list[Curve]] = {}
+    for cv in cvs:
+        by_key.setdefault(cv.key, []).append(cv)
+    plot_by_key = {p.stem.replace("__", "/", 1): p for p in plots}
+    for key, group in sorted(by_key.items()):
+        steps: dict[int, dict[str, float]] = {}
+        for cv in group:
+            for x, y, lo, hi in zip(cv.x, cv.y, cv.lo, cv.hi, strict=True):
+                d = steps.setdefault(int(x), {})
+                d[cv.metric] = y
+                d[f"{cv.metric}_ci_lo"] = lo
+                d[f"{cv.metric}_ci_hi"] = hi
+        task, prompt = key.split("/", 1)
+        tracker.log_curve(
+            parent, key, f"curve {key}", {"task": task, "prompt_style": prompt, "x": "params"},
+            sorted(steps.items()), [plot_by_key[key]] if key in plot_by_key else [],
+        )
+    tracker.log_artifacts(parent, list(plots) + [out_dir / "cells.csv"], "curves")
+    tracker.finish(parent, {"cells_scored": len(cells), "cells_planned": len(plan.cells)})
+    return parent
+
+
+def cells_table(cells: list[CellResult]) -> pd.DataFrame:
+    """One row per cell, one column per metric mean: the terminal summary and cells.csv."""
+    rows = []
+    for c in cells:
+        row = {"model": c.model, "params": c.params, "task": c.task, "prompt": c.prompt, "n": c.n_examples}
+        row.update({m: s["mean"] for m, s in c.scores.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["task", "prompt", "params"]).reset_index(drop=True)
+    return df

@@ -1,0 +1,174 @@
+"""MLflow: the sweep, its cells and its scaling curves. The only module that imports mlflow.
+
+MLflow is a view of the store, rebuilt from it on demand. Only the driver
+writes (SQLite and MLflow's experiment creation do not like many writers),
+every write is batched, and every run is found again by a tag before one is
+created, so running a sweep twice never duplicates a run:
+
+    parent run   tag orchestrator.sweep_key = {sweep_id}:{plan fingerprint}
+    cell runs    tag orchestrator.cell_id   (children of the parent)
+    curve runs   tag orchestrator.curve     = {task}/{prompt} (children), metric
+                 history logged at step = parameter count, so the UI's chart of a
+                 metric against step is the scaling curve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from orchestrator.secrets import redact, redact_text
+
+MAX_PARAMS = 100  # per log_batch (mlflow/utils/validation.py)
+MAX_METRICS = 1000
+MAX_PARAM_VALUE = 6000
+PARENT = "mlflow.parentRunId"
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list | dict) else str(v)
+    return out
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Tracker:
+    """Find-or-create runs for one sweep in one MLflow experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            exp_id = self.client.create_experiment(experiment)
+        else:
+            exp_id = exp.experiment_id
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp_id)
+        self.experiment_id = exp_id
+
+    # -- finding runs -----------------------------------------------------------
+    def _find(self, tag: str, value: str, parent: str | None = None) -> str | None:
+        flt = f"tags.`{tag}` = '{value}'"
+        if parent:
+            flt += f" and tags.`{PARENT}` = '{parent}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=flt, max_results=2)
+        return runs[0].info.run_id if runs else None
+
+    def _find_or_create(self, tag: str, value: str, name: str, parent: str | None, tags: dict[str, str]) -> str:
+        run_id = self._find(tag, value, parent)
+        if run_id:
+            return run_id
+        all_tags = {tag: value, **tags}
+        if parent:
+            all_tags[PARENT] = parent
+        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+
+    # -- writing ---------------------------------------------------------------
+    def _params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        existing = self.client.get_run(run_id).data.params
+        items = [
+            Param(k[:250], redact_text(str(v))[:MAX_PARAM_VALUE])
+            for k, v in params.items()
+            if k[:250] not in existing
+        ]
+        for i in range(0, len(items), MAX_PARAMS):
+            self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS])
+
+    def _metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        for i in range(0, len(metrics), MAX_METRICS):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS])
+
+    def _already(self, run_id: str, digest: str) -> bool:
+        return self.client.get_run(run_id).data.tags.get("orchestrator.logged") == digest
+
+    def sweep_run(self, sweep_id: str, fingerprint: str, config: Mapping[str, Any], info: Mapping[str, Any]) -> str:
+        """The sweep's parent run, with the resolved config (secrets removed) as params and artifact."""
+        clean = redact(dict(config))
+        run_id = self._find_or_create(
+            "orchestrator.sweep_key",
+            f"{sweep_id}:{fingerprint}",
+            sweep_id,
+            None,
+            {"orchestrator.sweep_id": sweep_id, "orchestrator.kind": "sweep"},
+        )
+        self._params(run_id, {**flatten(clean), **{f"plan.{k}": v for k, v in info.items()}})
+        self.client.log_dict(run_id, clean, "config/resolved_config.json")
+        return run_id
+
+    def log_cell(self, parent: str, cell_id: str, name: str, params: Mapping[str, Any],
+                 scores: Mapping[str, Mapping[str, float]]) -> str:
+        """One child run per cell: its params and each metric's mean and 95% interval."""
+        run_id = self._find_or_create(
+            "orchestrator.cell_id", cell_id, name, parent, {"orchestrator.kind": "cell"}
+        )
+        digest = _digest(scores)
+        if self._already(run_id, digest):
+            return run_id
+        self._params(run_id, params)
+        now = int(time.time() * 1000)
+        metrics = []
+        for metric, s in scores.items():
+            for suffix, key in (("", "mean"), ("_ci_lo", "lo"), ("_ci_hi", "hi"), ("_chance", "chance")):
+                v = s.get(key)
+                if v is not None and v == v:  # skip NaN and missing
+                    metrics.append(Metric(f"{metric}{suffix}", float(v), now, 0))
+        self._metrics(run_id, metrics)
+        self.client.set_tag(run_id, "orchestrator.logged", digest)
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def log_curve(self, parent: str, key: str, name: str, params: Mapping[str, Any],
+                  points: list[tuple[int, Mapping[str, float]]], artifacts: list[Path] = ()) -> str:
+        """One child run per task x prompt style: each metric logged at step = parameter count."""
+        run_id = self._find_or_create("orchestrator.curve", key, name, parent, {"orchestrator.kind": "curve"})
+        digest = _digest([points, [p.name for p in artifacts]])
+        if self._already(run_id, digest):
+            return run_id
+        self._params(run_id, params)
+        have: dict[str, dict[int, float]] = {}
+        run = self.client.get_run(run_id)
+        for k in run.data.metrics:
+            have[k] = {m.step: m.value for m in self.client.get_metric_history(run_id, k)}
+        now = int(time.time() * 1000)
+        metrics = []
+        for step, values in sorted(points):
+            for k, v in values.items():
+                if v is None or v != v:
+                    continue
+                if have.get(k, {}).get(int(step)) == float(v):
+                    continue  # this point is already on the curve
+                metrics.append(Metric(k, float(v), now, int(step)))
+        self._metrics(run_id, metrics)
+        for path in artifacts:
+            self.client.log_artifact(run_id, str(path), "curves")
+        self.client.set_tag(run_id, "orchestrator.logged", digest)
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def log_artifacts(self, run_id: str, paths: list[Path], subdir: str) -> None:
+        for p in paths:
+            self.client.log_artifact(run_id, str(p), subdir)
+
+    def finish(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
+        now = int(time.time() * 1000)
+        self._metrics(run_id, [Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.set_terminated(run_id, status)
+
+    def runs(self) -> list:
+        return self.client.search_runs([self.experiment_id], max_results=10000)

@@ -1,0 +1,89 @@
+"""The zoo's members: GPT-2-shaped character models from ~3K to ~500K parameters.
+
+Shapes and budgets were chosen by measurement on 2 CPU cores (see
+`orchestrator/zoo/README` notes in each model card): the training budget grows
+with size, as it does in real families, so the small members stay
+under-trained on long sums while the large ones learn them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec
+from orchestrator.zoo.tokenizer import CHARS, SPECIALS
+
+VOCAB_SIZE = len(SPECIALS) + len(CHARS)
+PAD_ID, EOS_ID = SPECIALS.index("<pad>"), SPECIALS.index("<eos>")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """Everything that determines one member's weights (with the corpus spec)."""
+
+    name: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    steps: int
+    batch: int
+    lr: float
+    n_positions: int = 64
+    warmup: int = 100
+    weight_decay: float = 0.01
+    min_lr_ratio: float = 0.1
+    seed: int = 0
+
+
+FAMILY: list[MemberSpec] = [
+    MemberSpec("zoo-3k", n_layer=1, n_embd=12, n_head=2, steps=300, batch=64, lr=3e-3),
+    MemberSpec("zoo-10k", n_layer=2, n_embd=16, n_head=2, steps=500, batch=64, lr=3e-3),
+    MemberSpec("zoo-30k", n_layer=2, n_embd=32, n_head=4, steps=800, batch=64, lr=2e-3),
+    MemberSpec("zoo-100k", n_layer=3, n_embd=48, n_head=4, steps=1200, batch=64, lr=2e-3),
+    MemberSpec("zoo-300k", n_layer=4, n_embd=80, n_head=4, steps=1600, batch=64, lr=1.5e-3),
+    MemberSpec("zoo-500k", n_layer=5, n_embd=96, n_head=4, steps=2000, batch=64, lr=1e-3),
+]
+
+
+def gpt2_config(spec: MemberSpec) -> GPT2Config:
+    """The member's architecture; no dropout, so training is a pure function of the seed."""
+    return GPT2Config(
+        vocab_size=VOCAB_SIZE,
+        n_positions=spec.n_positions,
+        n_embd=spec.n_embd,
+        n_layer=spec.n_layer,
+        n_head=spec.n_head,
+        n_inner=4 * spec.n_embd,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=EOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+        tie_word_embeddings=True,
+    )
+
+
+def param_counts(model: GPT2LMHeadModel) -> tuple[int, int]:
+    """(total, non-embedding) parameters; non-embedding excludes token and position tables (Kaplan et al. 2020)."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    return total, total - emb
+
+
+def spec_hash(spec: MemberSpec, corpus: CorpusSpec = DEFAULT_CORPUS) -> str:
+    """Hash of what decides the weights: a changed spec or corpus rebuilds the member."""
+    blob = json.dumps({"member": asdict(spec), "corpus": asdict(corpus), "format": 1}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def member(name: str) -> MemberSpec:
+    """Look a member up by name, naming the known ones when it is missing."""
+    for spec in FAMILY:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no zoo member {name!r}; known: {[s.name for s in FAMILY]}")

@@ -1,0 +1,236 @@
+"""Train zoo members on the CPU and save them as ordinary Hugging Face checkpoints.
+
+A member is written into a temporary folder beside its final place and renamed
+into place only when complete, so a killed build never leaves half a model
+that a later run would mistake for a built one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GPT2LMHeadModel
+
+from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec, build_corpus
+from orchestrator.zoo.family import FAMILY, MemberSpec, gpt2_config, member, param_counts, spec_hash
+from orchestrator.zoo.tokenizer import build_tokenizer
+
+CARD = "model_card.json"
+TORCH_THREADS = 2
+
+
+def zoo_dir() -> Path:
+    """Where built members live: $ORCHESTRATOR_ZOO_DIR, else ~/.cache/orchestrator/zoo."""
+    env = os.environ.get("ORCHESTRATOR_ZOO_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "orchestrator" / "zoo"
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Pin torch's thread count for a build (timings and weights depend on it), then restore it."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _lr(spec: MemberSpec, step: int) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
+    if step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    t = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
+    return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(
+    spec: MemberSpec, corpus: torch.Tensor, progress: bool = True
+) -> tuple[GPT2LMHeadModel, float]:
+    """Train one member from its seed; returns the model and the final smoothed training loss."""
+    random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    model = GPT2LMHeadModel(gpt2_config(spec))
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr,
+        betas=(0.9, 0.98),
+    )
+    gen = torch.Generator().manual_seed(spec.seed)
+    data = corpus[:, : spec.n_positions]
+    ema = float("nan")
+    bar = tqdm(range(spec.steps), desc=spec.name, disable=not progress, leave=True, mininterval=1.0)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = _lr(spec, step)
+        x = data[torch.randint(0, data.shape[0], (spec.batch,), generator=gen)]
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if math.isnan(ema) else 0.98 * ema + 0.02 * loss.item()
+        if step % 50 == 0 or step == spec.steps - 1:
+            bar.set_postfix(loss=f"{ema:.3f}")
+    bar.close()
+    model.eval()
+    return model, ema
+
+
+def _card(spec: MemberSpec, corpus: CorpusSpec, model: GPT2LMHeadModel, loss: float, seconds: float) -> dict:
+    total, non_emb = param_counts(model)
+    seq_len = min(spec.n_positions, corpus.seq_len)
+    tokens = spec.steps * spec.batch * seq_len
+    return {
+        "name": spec.name,
+        "architecture": "GPT2LMHeadModel",
+        "params": total,
+        "non_embedding_params": non_emb,
+        "n_layer": spec.n_layer,
+        "n_embd": spec.n_embd,
+        "n_head": spec.n_head,
+        "n_positions": spec.n_positions,
+        "train_tokens": tokens,
+        "train_flops": 6.0 * total * tokens,
+        "steps": spec.steps,
+        "batch": spec.batch,
+        "seq_len": seq_len,
+        "lr": spec.lr,
+        "seed": spec.seed,
+        "final_train_loss": round(loss, 4),
+        "corpus": corpus.describe(),
+        "build_seconds": round(seconds, 2),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "spec": asdict(spec),
+        "spec_hash": spec_hash(spec, corpus),
+    }
+
+
+def _readme(card: dict) -> str:
+    return (
+        f"# {card['name']}\n\n"
+        f"A GPT-2-shaped character-level causal LM of {card['params']:,} parameters "
+        f"({card['non_embedding_params']:,} non-embedding; {card['n_layer']} layers, width {card['n_embd']}, "
+        f"{card['n_head']} heads, context {card['n_positions']}), one of the `orchestrator` zoo's "
+        "embedded scaling family. Built locally, on the CPU, by `orchestrator.zoo.build`; no hub download.\n\n"
+        f"Trained for {card['steps']} steps at batch {card['batch']} x {card['seq_len']} characters "
+        f"({card['train_tokens']:,} tokens, ~{card['train_flops']:.2e} FLOPs), seed {card['seed']}, "
+        f"in {card['build_seconds']} s; final training loss {card['final_train_loss']}.\n\n"
+        f"Corpus: {card['corpus']}.\n\n"
+        "Use: prompts in the corpus format, e.g. zero-shot `123+456=` or k-shot `12+34=46\\n...\\n123+456=`; "
+        "greedy-decode until a newline. It only knows arithmetic; it is a test subject for scaling curves, "
+        "not a general model.\n"
+    )
+
+
+def save_member(model: GPT2LMHeadModel, card: dict, dest: Path) -> Path:
+    """Write the checkpoint into a temp folder beside `dest`, then swap it into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        build_tokenizer().save_pretrained(tmp)
+        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        (tmp / "README.md").write_text(_readme(card))
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def read_card(path: Path) -> dict | None:
+    """A member's model card, or None when it is missing or unreadable (treated as not built)."""
+    try:
+        return json.loads((path / CARD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _up_to_date(path: Path, spec: MemberSpec, corpus: CorpusSpec) -> bool:
+    card = read_card(path)
+    return card is not None and card.get("spec_hash") == spec_hash(spec, corpus)
+
+
+def _specs(names: list[str] | None) -> list[MemberSpec]:
+    return list(FAMILY) if names is None else [member(n) for n in names]
+
+
+def is_built(out_dir: Path | None = None, names: list[str] | None = None) -> bool:
+    """True when every named member (default: all) is saved with the current spec."""
+    root = zoo_dir() if out_dir is None else Path(out_dir)
+    return all(_up_to_date(root / s.name, s, DEFAULT_CORPUS) for s in _specs(names))
+
+
+def build_members(
+    specs: list[MemberSpec],
+    out_dir: Path,
+    corpus: CorpusSpec = DEFAULT_CORPUS,
+    force: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Train and save each spec not already built with the same spec hash; return all their paths."""
+    out_dir = Path(out_dir)
+    todo = [s for s in specs if force or not _up_to_date(out_dir / s.name, s, corpus)]
+    paths = [out_dir / s.name for s in specs]
+    if not todo:
+        return paths
+    with _threads(TORCH_THREADS):
+        t0 = time.perf_counter()
+        data = build_corpus(corpus)
+        corpus_seconds = time.perf_counter() - t0
+        for spec in todo:
+            t0 = time.perf_counter()
+            model, loss = train(spec, data, progress=progress)
+            seconds = time.perf_counter() - t0
+            card = _card(spec, corpus, model, loss, seconds)
+            card["corpus_seconds"] = round(corpus_seconds, 2)
+            save_member(model, card, out_dir / spec.name)
+    return paths
+
+
+def build(
+    out_dir: Path | None = None, names: list[str] | None = None, force: bool = False, progress: bool = True
+) -> list[Path]:
+    """Build the zoo (or the named members) under `out_dir` (default `zoo_dir()`); idempotent."""
+    root = zoo_dir() if out_dir is None else Path(out_dir)
+    return build_members(_specs(names), root, DEFAULT_CORPUS, force=force, progress=progress)
+
+
+TINY = MemberSpec("zoo-tiny", n_layer=1, n_embd=8, n_head=2, steps=60, batch=32, lr=3e-3, warmup=10)
+TINY_CORPUS = CorpusSpec(n_sequences=2_000)
+
+
+def build_tiny(path: Path, seed: int = 0) -> Path:
+    """A model of a few thousand parameters trained for seconds, saved like a member (for tests)."""
+    spec = replace(TINY, seed=seed)
+    corpus = replace(TINY_CORPUS, seed=seed)
+    path = Path(path)
+    with _threads(TORCH_THREADS):
+        t0 = time.perf_counter()
+        model, loss = train(spec, build_corpus(corpus), progress=False)
+        card = _card(spec, corpus, model, loss, time.perf_counter() - t0)
+    card["name"] = path.name
+    return save_member(model, card, path)
