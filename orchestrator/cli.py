@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="the embedded tiny model family trained on this machine")
     z.add_argument("action", choices=["build", "list"])
     z.add_argument("names", nargs="*", help="members to build (default: all)")
-    z.add_argument("--dir", default=None, help="zoo folder (default: $ORCHESTRATOR_ZOO_DIR or ~/.cache/orchestrator/zoo)")
+    z.add_argument("--dir", default=None, help="zoo folder (default: $ORCHESTRATOR_ZOO_DIR or ~/.cache/...)")
     z.add_argument("--force", action="store_true", help="retrain members that are already built")
     z.set_defaults(func=cmd_zoo)
     u = with_overrides(sub.add_parser("ui", help="open the MLflow UI on the sweep's tracking store"))

@@ -56,11 +56,16 @@ def write_atomic(url: str, data: bytes) -> None:
         fs.makedirs(parent, exist_ok=True)
     if isinstance(fs, LocalFileSystem):
         tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
     else:
         fs.pipe_file(path, data)
 

@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny trained model, a config tree with it, and paths to shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIGBENCH = REPO.parent / "shared" / "bigbench"
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A GPT-2-style model of a few thousand parameters, trained in seconds on the zoo corpus."""
+    from orchestrator.zoo import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture()
+def tiny_conf(tmp_path: Path, tiny_model: Path) -> Path:
+    """An extra config folder with a model family of two copies of the tiny model (two 'sizes')."""
+    from transformers import AutoModelForCausalLM
+
+    n = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters())
+    d = tmp_path / "conf" / "model"
+    d.mkdir(parents=True)
+    (d / "tiny.yaml").write_text(
+        "family: tiny\nbuild: null\ncatalog:\n"
+        f"  tiny-a: {{path: '{tiny_model}', params: {n}}}\n"
+        f"  tiny-b: {{path: '{tiny_model}', params: {n * 10}, revision: main}}\n"
+        "sizes: [tiny-a, tiny-b]\n"
+    )
+    return tmp_path / "conf"
+
+
+def overrides_for(tmp_path: Path, extra_conf: Path, *more: str) -> list[str]:
+    """Overrides that keep a test's store, MLflow db and outputs inside tmp_path."""
+    return [
+        f"hydra.searchpath=[file://{extra_conf}]",
+        "model=tiny",
+        f"storage.root={tmp_path / 'store'}",
+        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"sweep.output_dir={tmp_path / 'outputs'}",
+        *more,
+    ]
