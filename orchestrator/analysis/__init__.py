@@ -1,0 +1,1 @@
+"""Analysis: pure functions from cell scores to curves, emergence scores and verdicts."""

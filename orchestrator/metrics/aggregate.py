@@ -1,0 +1,163 @@
+"""Cell aggregates: the mean of a metric over a cell's records with a bootstrap interval.
+
+A curve's verdict needs its resolution beside its score (science.md): with a
+few hundred examples exact match reads 0 until the model is large, so every
+cell score carries a percentile-bootstrap interval (Efron & Tibshirani 1993)
+and the number of units it was computed from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from orchestrator.metrics.registry import Metric, MetricContext, as_records, get, valid_rows
+
+# Upper bound on indices drawn at once (n_samples x n), to keep memory flat for big cells.
+_MAX_DRAWS = 4_000_000
+
+
+@dataclass(frozen=True)
+class CellScore:
+    """One metric on one cell: mean with a (1 - alpha) bootstrap interval over `n` units.
+
+    `unit` is what `n` counts: examples, K-of-K groups, or (for a cell-level
+    metric) the examples the statistic was computed from. `chance` is the
+    random-guess score (None where undefined), the `low` of BIG-bench's
+    normalised score.
+    """
+
+    name: str
+    mean: float
+    lo: float
+    hi: float
+    n: int
+    chance: float | None
+    kind: str
+    higher_is_better: bool
+    unit: str = "example"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _draws(rng: np.random.Generator, n: int, n_samples: int) -> Iterable[np.ndarray]:
+    """Bootstrap index rows, (chunk, n) at a time; the stream is the same for any chunking."""
+    chunk = max(1, _MAX_DRAWS // max(n, 1))
+    for start in range(0, n_samples, chunk):
+        yield rng.integers(0, n, size=(min(chunk, n_samples - start), n))
+
+
+def _interval(point: float, boot: np.ndarray, alpha: float) -> tuple[float, float, float]:
+    boot = boot[~np.isnan(boot)]
+    if boot.size == 0:
+        return point, point, point
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    # The percentile interval of a mean can miss the point estimate by a hair
+    # for skewed data; widen it so that lo <= mean <= hi always holds.
+    return point, float(min(lo, point)), float(max(hi, point))
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    n_samples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of the non-NaN `values` and its percentile bootstrap interval.
+
+    Seeded with `numpy.random.default_rng(seed)`, vectorised over resamples.
+    No values -> (nan, nan, nan); one value -> a zero-width interval.
+    """
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(arr.mean())
+    if arr.size == 1 or n_samples <= 0:
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    boot = np.concatenate([arr[idx].mean(axis=1) for idx in _draws(rng, arr.size, n_samples)])
+    return _interval(mean, boot, alpha)
+
+
+def bootstrap_cell_metric(
+    m: Metric,
+    records: Sequence[Mapping[str, Any]] | Any,
+    ctx: MetricContext | None = None,
+    n_samples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float, float, int]:
+    """(value, lo, hi, n) for a cell-level metric, resampling the examples it applies to.
+
+    With `stats`/`reduce` (see `cell_metric`) the per-example statistics are
+    computed once and resampled; otherwise the records are resampled and the
+    metric recomputed on each resample (slower, but works for any metric).
+    """
+    recs = as_records(records)
+    ctx = ctx or MetricContext()
+    rng = np.random.default_rng(seed)
+    if m.stats is not None and m.reduce is not None:
+        rows = valid_rows(m.stats(recs, ctx))
+        n = len(rows)
+        if n == 0:
+            return math.nan, math.nan, math.nan, 0
+        point = float(m.reduce(rows))
+        if n == 1 or n_samples <= 0:
+            return point, point, point, n
+        boot = [m.reduce(rows[i]) for idx in _draws(rng, n, n_samples) for i in idx]
+    else:
+        usable = [r for r in recs if m.applies(r)]
+        n = len(usable)
+        if n == 0:
+            return math.nan, math.nan, math.nan, 0
+        point = m(usable, ctx)[0]
+        if n == 1 or n_samples <= 0 or math.isnan(point):
+            return point, point, point, n
+        boot = [m([usable[j] for j in i], ctx)[0] for idx in _draws(rng, n, n_samples) for i in idx]
+    value, lo, hi = _interval(point, np.asarray(boot, dtype=np.float64), alpha)
+    return value, lo, hi, n
+
+
+def summarise(
+    names: Sequence[str],
+    records: Sequence[Mapping[str, Any]] | Any,
+    ctx: MetricContext | None = None,
+    n_samples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, CellScore]:
+    """Score one cell's records on each metric in `names`.
+
+    Every metric uses the same `seed`, so a cell's interval does not depend on
+    which other metrics were asked for. A metric with nothing to score (no
+    applicable example) gets mean NaN and n 0 rather than an error.
+    """
+    recs = as_records(records)
+    ctx = ctx or MetricContext()
+    out: dict[str, CellScore] = {}
+    for name in names:
+        m = get(name)
+        if m.unit == "cell":
+            mean, lo, hi, n = bootstrap_cell_metric(m, recs, ctx, n_samples, seed, alpha)
+        else:
+            values = np.asarray(m(recs, ctx), dtype=np.float64)
+            n = int((~np.isnan(values)).sum())
+            mean, lo, hi = bootstrap_ci(values, n_samples, seed, alpha)
+        out[name] = CellScore(
+            name=name,
+            mean=mean,
+            lo=lo,
+            hi=hi,
+            n=n,
+            chance=m.chance(recs),
+            kind=m.kind,
+            higher_is_better=m.higher_is_better,
+            unit=m.unit,
+        )
+    return out

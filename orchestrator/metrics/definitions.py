@@ -1,0 +1,406 @@
+"""The built-in metrics: the ones BIG-bench and the emergence papers use, recomputed from records.
+
+Sources checked (BIG-bench 1.0.0 as shipped on PyPI, `bigbench/api/`):
+
+- `task_metrics.exact_str_match_fn` compares the post-processed output with the
+  targets verbatim (`response in target`); `case_insensitive_str_match_fn`
+  strips and lower-cases both sides. The post-processing (`postprocess_output`)
+  keeps the first match of `output_regex` ("" when nothing matches), and a JSON
+  task with neither `output_regex` nor `stop_string` gets the default regex
+  ``[^\\.\\?\\!\\;\\n]+`` (json_task.py), i.e. the answer ends at the first
+  sentence punctuation. See `normalize_answer` for what is done here.
+- `task_metrics.measure_multiple_choice_grade`: the `target_scores` value of the
+  option with the highest log-probability, ties broken by `argmax` with a
+  deterministic pseudo-random choice seeded by a SHA-256 of the scores.
+- `task_metrics.measure_calibration_multiple_choice_brier_score`: see `brier_score`.
+- `task_metrics.measure_expected_calibration_error`: see `calibration_ece`.
+- json_task.py sets the multiple-choice `low_score` (chance) to the mean over
+  examples of mean(target_scores): see `_mc_chance`.
+
+The continuous metrics (edit distances, target log-probability, Brier score)
+are the ones Schaeffer, Miranda & Koyejo (2023, "Are Emergent Abilities of
+Large Language Models a Mirage?") substitute for exact match and MC grade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from orchestrator.metrics.registry import (
+    MetricContext,
+    as_floats,
+    as_list,
+    as_text,
+    cell_metric,
+    is_empty,
+    metric,
+)
+
+Records = Sequence[Mapping[str, Any]]
+NAN = math.nan
+
+# Trailing characters dropped by `normalize_answer`: the sentence punctuation at
+# which BIG-bench's default output regex cuts, plus comma and colon. Quotes,
+# brackets, % and the like are kept: they can be part of an answer.
+TRAILING_PUNCTUATION = ".?!;,:"
+ECE_BINS = 10  # BIG-bench's measure_expected_calibration_error uses 15
+
+
+# --------------------------------------------------------------------------- text
+
+
+def extract_answer(text: str, output_regex: str | None) -> str:
+    """BIG-bench's `postprocess_output` regex step: the first match of `output_regex`, "" if none.
+
+    With one capturing group the group is returned (as `re.findall` does);
+    a regex with several groups is ambiguous and rejected, as in BIG-bench.
+    """
+    if not output_regex:
+        return text
+    found = re.findall(output_regex, text)
+    if not found:
+        return ""
+    first = found[0]
+    if isinstance(first, tuple):
+        raise ValueError(f"output_regex {output_regex!r} has several groups; use non-capturing groups (?:...)")
+    return first
+
+
+def normalize_answer(text: str) -> str:
+    """Normalise an answer or target before exact comparison.
+
+    Unicode NFC (so composed and decomposed accents compare equal), strip
+    surrounding whitespace, lower-case, then drop trailing sentence punctuation
+    and whitespace (`TRAILING_PUNCTUATION`). This is BIG-bench's
+    `case_insensitive_str_match` (strip + lower) plus the effect of its default
+    output regex (cut at . ? ! ;) on an answer that ends a sentence; it is
+    applied to both sides, so a target like "U.S." still matches itself.
+    """
+    text = unicodedata.normalize("NFC", text).strip().lower()
+    return text.rstrip(TRAILING_PUNCTUATION + " \t\r\n")
+
+
+def levenshtein(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Edit distance (insertions, deletions, substitutions, each cost 1) between two sequences."""
+    a, b = list(a), list(b)
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        current = [i]
+        for j, y in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def _answer(record: Mapping[str, Any], ctx: MetricContext) -> str:
+    # The stored `answer` is already extracted by the pipeline; re-applying the
+    # task's regex to it is idempotent for an extracted answer and performs the
+    # extraction for a backend that stored the cut generation as the answer.
+    return normalize_answer(extract_answer(as_text(record.get("answer")), ctx.output_regex))
+
+
+def _targets(record: Mapping[str, Any]) -> list[str]:
+    return [normalize_answer(as_text(t)) for t in as_list(record.get("targets"))]
+
+
+def _exact(record: Mapping[str, Any], ctx: MetricContext) -> float:
+    targets = _targets(record)
+    if not targets:
+        return NAN
+    return 1.0 if _answer(record, ctx) in targets else 0.0
+
+
+def _free_form_chance(records: Records) -> float | None:
+    """Guessing a free-form string is right with probability ~0; undefined without targets."""
+    return 0.0 if any(not is_empty(r.get("targets")) for r in records) else None
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+
+def bigbench_argmax(values: Sequence[float] | np.ndarray) -> int:
+    """Index of the maximum; ties broken as BIG-bench's `task_metrics.argmax` does.
+
+    Among tied maxima one is picked by SHA-256 of the float64 bytes of `values`:
+    deterministic for the same scores, and unbiased across examples, whereas
+    "first maximum" would credit a model that scores all options equally with
+    whichever option is listed first (often the correct one in BIG-bench JSON).
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    winners = np.flatnonzero(arr == np.max(arr))
+    if len(winners) == 1:
+        return int(winners[0])
+    digest = int(hashlib.sha256(arr.tobytes()).hexdigest(), 16)
+    return int(winners[digest % len(winners)])
+
+
+def option_probs(logprobs: np.ndarray) -> np.ndarray:
+    """softmax of option log-likelihoods: the model's probabilities renormalised over the options."""
+    lp = np.asarray(logprobs, dtype=np.float64)
+    top = np.max(lp)
+    if not np.isfinite(top):  # every option impossible (or NaN): no preference
+        return np.full(lp.shape, 1.0 / len(lp))
+    w = np.exp(lp - top)
+    return w / w.sum()
+
+
+def _mc(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(choice_logprobs, choice_scores) when the record is a scorable multiple-choice example."""
+    lp = as_floats(record.get("choice_logprobs"))
+    scores = as_floats(record.get("choice_scores"))
+    if len(lp) == 0 or len(lp) != len(scores):
+        return None
+    return lp, scores
+
+
+def _target_distribution(scores: np.ndarray) -> np.ndarray:
+    """target_scores normalised to sum 1, all zeros if they sum to 0 (BIG-bench `_probability_from_sample`)."""
+    total = scores.sum()
+    return scores / total if total != 0 else np.zeros_like(scores)
+
+
+def _brier(probs: np.ndarray, scores: np.ndarray) -> float:
+    t = _target_distribution(scores)
+    return float(np.mean(t * (probs - 1.0) ** 2 + (1.0 - t) * probs**2))
+
+
+def _correct_mask(scores: np.ndarray) -> np.ndarray:
+    top = scores.max()
+    return (scores == top) & (top > 0)
+
+
+def _mc_records(records: Records) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [mc for mc in (_mc(r) for r in records) if mc is not None]
+
+
+def _mc_chance(records: Records) -> float | None:
+    """Expected MC grade of a uniform random pick: mean of mean(target_scores) (BIG-bench json_task low_score)."""
+    mcs = _mc_records(records)
+    return float(np.mean([s.mean() for _, s in mcs])) if mcs else None
+
+
+def _correct_prob_chance(records: Records) -> float | None:
+    mcs = _mc_records(records)
+    return float(np.mean([_correct_mask(s).mean() for _, s in mcs])) if mcs else None
+
+
+def _brier_chance(records: Records) -> float | None:
+    mcs = _mc_records(records)
+    return float(np.mean([_brier(np.full(len(s), 1.0 / len(s)), s) for _, s in mcs])) if mcs else None
+
+
+_MC_NEEDS = ("choice_logprobs", "choice_scores")
+
+
+# --------------------------------------------------------------------------- the metrics
+
+
+@metric(
+    "exact_match",
+    kind="discontinuous",
+    higher_is_better=True,
+    needs=("targets",),
+    chance=_free_form_chance,
+)
+def exact_match(records: Records, ctx: MetricContext) -> list[float]:
+    """1 if the answer equals any target after `output_regex` and `normalize_answer`, else 0.
+
+    BIG-bench `exact_str_match` (any of the targets counts). An empty answer
+    matches nothing but an empty target. NaN for an example without targets.
+    """
+    return [_exact(r, ctx) for r in records]
+
+
+@metric(
+    "multiple_choice_grade",
+    kind="discontinuous",
+    higher_is_better=True,
+    needs=_MC_NEEDS,
+    chance=_mc_chance,
+)
+def multiple_choice_grade(records: Records, ctx: MetricContext) -> list[float]:
+    """The choice_score (BIG-bench target_score, may be fractional) of the highest-log-likelihood option.
+
+    Ties are broken by `bigbench_argmax`. NaN for an example without options.
+    """
+    out = []
+    for r in records:
+        mc = _mc(r)
+        out.append(NAN if mc is None else float(mc[1][bigbench_argmax(mc[0])]))
+    return out
+
+
+@metric(
+    "subset_accuracy",
+    kind="discontinuous",
+    higher_is_better=True,
+    needs=("targets",),
+    unit="group",
+    chance=_free_form_chance,
+)
+def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
+    """K-of-K accuracy: 1 for a group only if all K of its examples are exact matches.
+
+    Schaeffer et al. (2023, sec. 5) use this to induce "emergence" from a
+    smooth per-item accuracy p (a group scores p^K). Examples with targets are
+    sorted by `example_idx`, permuted with `numpy.random.default_rng(ctx.seed)`
+    and cut into disjoint groups of `ctx.subset_k`; the incomplete tail group is
+    dropped. The grouping depends only on the example ids and the seed, so every
+    cell (model size) of a sweep uses the same groups. One score per group.
+    """
+    k = int(ctx.subset_k)
+    if k < 1:
+        raise ValueError(f"subset_k must be >= 1, got {k}")
+    scored = [(int(r.get("example_idx", i)), _exact(r, ctx)) for i, r in enumerate(records)]
+    scored = sorted((s for s in scored if not math.isnan(s[1])), key=lambda s: s[0])
+    hits = np.array([s[1] for s in scored], dtype=np.float64)
+    order = np.random.default_rng(ctx.seed).permutation(len(hits))
+    n_groups = len(hits) // k
+    groups = hits[order[: n_groups * k]].reshape(n_groups, k)
+    return groups.min(axis=1).tolist() if n_groups else []
+
+
+@metric("token_edit_distance", kind="continuous", higher_is_better=False, needs=("target_token_ids",))
+def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
+    """Levenshtein distance between the generated token ids and the reference target's token ids.
+
+    Schaeffer et al. (2023): ~ L x per-token error, so it falls smoothly with
+    scale. An empty generation scores len(target). NaN without target tokens.
+    """
+    out = []
+    for r in records:
+        target = as_list(r.get("target_token_ids"))
+        out.append(float(levenshtein(as_list(r.get("generation_token_ids")), target)) if target else NAN)
+    return out
+
+
+@metric("char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets",))
+def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
+    """Levenshtein distance over characters between the answer and the reference target (targets[0]).
+
+    Both sides pass through the same `output_regex` and `normalize_answer` as
+    exact_match, so a distance of 0 means an exact match with targets[0].
+    """
+    out = []
+    for r in records:
+        targets = _targets(r)
+        out.append(float(levenshtein(_answer(r, ctx), targets[0])) if targets else NAN)
+    return out
+
+
+@metric("target_logprob", kind="continuous", higher_is_better=True, needs=("target_logprobs",))
+def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
+    """log p(reference target | prompt) = sum of its token log-probabilities (target_logprobs[0])."""
+    out = []
+    for r in records:
+        lps = as_floats(r.get("target_logprobs"))
+        out.append(float(lps[0]) if len(lps) else NAN)
+    return out
+
+
+@metric("target_token_prob", kind="continuous", higher_is_better=True, needs=("target_token_logprobs",))
+def target_token_prob(records: Records, ctx: MetricContext) -> list[float]:
+    """Per-token probability of the reference target, exp(mean token log p): the p in Schaeffer's p^L."""
+    out = []
+    for r in records:
+        lps = as_floats(r.get("target_token_logprobs"))
+        out.append(float(np.exp(lps.mean())) if len(lps) else NAN)
+    return out
+
+
+@metric(
+    "brier_score",
+    kind="continuous",
+    higher_is_better=False,
+    needs=_MC_NEEDS,
+    chance=_brier_chance,
+)
+def brier_score(records: Records, ctx: MetricContext) -> list[float]:
+    """Multiple-choice Brier score on BIG-bench's scale (mean over options, not sum).
+
+    Per example: (1/K) sum_i [t_i (p_i - 1)^2 + (1 - t_i) p_i^2] with
+    p = softmax(choice_logprobs) and t = choice_scores / sum(choice_scores),
+    exactly BIG-bench's `measure_calibration_multiple_choice_brier_score` (its
+    docstring says "correct = max score", its code uses the normalised scores,
+    followed here). For a one-hot target this is mean_i (p_i - y_i)^2 in [0, 2/K],
+    i.e. 1/K of the classic multi-class Brier score (Brier 1950, range [0, 2]);
+    for fractional targets it adds BIG-bench's irreducible t_i(1 - t_i) term.
+    BIG-bench pools all (example, option) pairs, so its cell value weights
+    examples by K; the mean over examples here equals it when every example
+    has the same number of options. Schaeffer et al. (2023) use this score.
+    """
+    out = []
+    for r in records:
+        mc = _mc(r)
+        out.append(NAN if mc is None else _brier(option_probs(mc[0]), mc[1]))
+    return out
+
+
+@metric(
+    "correct_option_prob",
+    kind="continuous",
+    higher_is_better=True,
+    needs=_MC_NEEDS,
+    chance=_correct_prob_chance,
+)
+def correct_option_prob(records: Records, ctx: MetricContext) -> list[float]:
+    """Normalised probability mass on the options with the maximal (positive) choice_score.
+
+    The continuous counterpart of MC grade: it rises smoothly while the argmax
+    (and so the grade) still jumps. 0 when no option has a positive score.
+    """
+    out = []
+    for r in records:
+        mc = _mc(r)
+        out.append(NAN if mc is None else float(option_probs(mc[0])[_correct_mask(mc[1])].sum()))
+    return out
+
+
+def _ece_stats(records: Records, ctx: MetricContext) -> np.ndarray:
+    """Per example: (confidence = max option probability, correct = the chosen option has the top score)."""
+    rows = np.full((len(records), 2), np.nan)
+    for i, r in enumerate(records):
+        mc = _mc(r)
+        if mc is None:
+            continue
+        lp, scores = mc
+        rows[i, 0] = option_probs(lp).max()
+        rows[i, 1] = float(_correct_mask(scores)[bigbench_argmax(lp)])
+    return rows
+
+
+@cell_metric(
+    "calibration_ece",
+    kind="continuous",
+    higher_is_better=False,
+    stats=_ece_stats,
+    needs=_MC_NEEDS,
+)
+def calibration_ece(stats: np.ndarray) -> float:
+    """Expected calibration error of max-option confidence vs correctness, ECE_BINS equal-width bins.
+
+    ECE = sum_b (n_b / n) |acc_b - conf_b| (Naeini et al. 2015), as BIG-bench's
+    `measure_expected_calibration_error`: a confidence c falls in the first bin
+    b with c < (b+1)/B, c = 1 in the last. BIG-bench uses B = 15; here B = 10.
+    "Correct" means the option chosen as in multiple_choice_grade has the top
+    choice_score. NaN when no example has options.
+    """
+    if len(stats) == 0:
+        return NAN
+    conf, correct = stats[:, 0], stats[:, 1]
+    edges = np.arange(1, ECE_BINS + 1) / ECE_BINS
+    bins = np.minimum(np.searchsorted(edges, conf, side="right"), ECE_BINS - 1)
+    count = np.bincount(bins, minlength=ECE_BINS)
+    gap = np.bincount(bins, weights=correct, minlength=ECE_BINS) - np.bincount(bins, weights=conf, minlength=ECE_BINS)
+    return float(np.abs(gap).sum() / count.sum())

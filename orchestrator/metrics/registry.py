@@ -1,0 +1,281 @@
+"""The metric registry: a metric is a named pure function of stored records.
+
+Records reach a metric as plain mappings with the fields of
+`orchestrator.record.Record` (rows of a DataFrame read back from parquet work
+too, and their list fields may be numpy arrays). A metric never reaches back to
+a model, so any stored sweep can be rescored with a metric added later.
+
+Adding a metric takes a few lines::
+
+    from orchestrator.metrics import metric
+
+    @metric("answer_length", kind="continuous", higher_is_better=False)
+    def answer_length(records, ctx):
+        return [float(len(r["answer"])) for r in records]
+
+A metric's `unit` says what its scores are one per:
+
+- ``"example"`` (default): one score per record, NaN where the metric does not
+  apply. The registry also sets NaN wherever a field named in `needs` is empty.
+- ``"group"``: one score per group of records (subset accuracy: K-of-K groups).
+- ``"cell"``: one number for the whole cell (expected calibration error).
+  `per_example` is False for these. Register one with `@cell_metric`, giving a
+  per-example `stats` function and decorating the reduction, so the bootstrap
+  can resample the statistics instead of re-reading every record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Kind = Literal["discontinuous", "continuous"]
+Unit = Literal["example", "group", "cell"]
+MetricFn = Callable[[Sequence[Mapping[str, Any]], "MetricContext"], list[float]]
+StatsFn = Callable[[Sequence[Mapping[str, Any]], "MetricContext"], np.ndarray]
+ReduceFn = Callable[[np.ndarray], float]
+ChanceFn = Callable[[Sequence[Mapping[str, Any]]], "float | None"]
+
+_KINDS = ("discontinuous", "continuous")
+_UNITS = ("example", "group", "cell")
+
+
+@dataclass(frozen=True)
+class MetricContext:
+    """What a metric may need besides the records, fixed per sweep so scores are reproducible.
+
+    `output_regex` is the task's answer extractor (BIG-bench's `output_regex`),
+    `subset_k` the K of K-of-K subset accuracy, `seed` seeds every random
+    choice a metric makes (the subset grouping).
+    """
+
+    output_regex: str | None = None
+    subset_k: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric and what an analysis needs to read its numbers."""
+
+    name: str
+    fn: MetricFn
+    kind: Kind
+    higher_is_better: bool
+    needs: tuple[str, ...] = ()
+    unit: Unit = "example"
+    chance_fn: ChanceFn | None = None
+    stats: StatsFn | None = None
+    reduce: ReduceFn | None = None
+    description: str = ""
+
+    @property
+    def per_example(self) -> bool:
+        """True when there is one score per record (so the cell mean is a mean over examples)."""
+        return self.unit == "example"
+
+    def applies(self, record: Mapping[str, Any]) -> bool:
+        """Whether every field in `needs` is present and non-empty in `record`."""
+        return all(not is_empty(record.get(field)) for field in self.needs)
+
+    def chance(self, records: Sequence[Mapping[str, Any]] | Any) -> float | None:
+        """The random-chance score on these records, or None where chance is undefined."""
+        if self.chance_fn is None:
+            return None
+        return self.chance_fn(as_records(records))
+
+    def __call__(self, records: Sequence[Mapping[str, Any]] | Any, ctx: MetricContext | None = None) -> list[float]:
+        recs = as_records(records)
+        ctx = ctx or MetricContext()
+        values = [float(v) for v in self.fn(recs, ctx)]
+        if self.unit == "example":
+            if len(values) != len(recs):
+                raise ValueError(f"metric {self.name!r} returned {len(values)} scores for {len(recs)} records")
+            values = [v if self.applies(r) else math.nan for v, r in zip(values, recs, strict=True)]
+        elif self.unit == "cell" and len(values) != 1:
+            raise ValueError(f"cell-level metric {self.name!r} must return one value, got {len(values)}")
+        return values
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+class UnknownMetricError(KeyError):
+    """A metric name that is not registered; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _check(name: str, kind: str, unit: str, replace: bool) -> None:
+    if kind not in _KINDS:
+        raise ValueError(f"metric {name!r}: kind must be one of {_KINDS}, got {kind!r}")
+    if unit not in _UNITS:
+        raise ValueError(f"metric {name!r}: unit must be one of {_UNITS}, got {unit!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"metric {name!r} is already registered (pass replace=True to override)")
+
+
+def metric(
+    name: str,
+    *,
+    kind: Kind,
+    higher_is_better: bool,
+    needs: Sequence[str] = (),
+    unit: Unit = "example",
+    chance: ChanceFn | None = None,
+    replace: bool = False,
+) -> Callable[[MetricFn], MetricFn]:
+    """Register `fn(records, ctx) -> list[float]` under `name`; returns `fn` unchanged.
+
+    `kind` is "discontinuous" for all-or-nothing scores (exact match, MC grade)
+    and "continuous" for partial-credit ones: the distinction Schaeffer et al.
+    (2023) show decides whether a curve looks emergent. `needs` lists the
+    Record fields that must be non-empty for an example to count. `chance`
+    maps records to the random-guess score (None where undefined).
+    """
+
+    def register(fn: MetricFn) -> MetricFn:
+        _check(name, kind, unit, replace)
+        _REGISTRY[name] = Metric(
+            name=name,
+            fn=fn,
+            kind=kind,
+            higher_is_better=higher_is_better,
+            needs=tuple(needs),
+            unit=unit,
+            chance_fn=chance,
+            description=_first_line(fn.__doc__),
+        )
+        return fn
+
+    return register
+
+
+def cell_metric(
+    name: str,
+    *,
+    kind: Kind,
+    higher_is_better: bool,
+    stats: StatsFn,
+    needs: Sequence[str] = (),
+    chance: ChanceFn | None = None,
+    replace: bool = False,
+) -> Callable[[ReduceFn], ReduceFn]:
+    """Register a cell-level metric as `reduce(stats(records, ctx))`; returns `reduce` unchanged.
+
+    `stats` gives one row of numbers per record (a row containing NaN means
+    "not applicable" and is dropped); `reduce` turns the valid rows into one
+    number. Splitting it this way lets the bootstrap resample rows cheaply.
+    """
+
+    def register(reduce: ReduceFn) -> ReduceFn:
+        _check(name, kind, "cell", replace)
+
+        def fn(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> list[float]:
+            return [float(reduce(valid_rows(stats(records, ctx))))]
+
+        _REGISTRY[name] = Metric(
+            name=name,
+            fn=fn,
+            kind=kind,
+            higher_is_better=higher_is_better,
+            needs=tuple(needs),
+            unit="cell",
+            chance_fn=chance,
+            stats=stats,
+            reduce=reduce,
+            description=_first_line(reduce.__doc__),
+        )
+        return reduce
+
+    return register
+
+
+def get(name: str) -> Metric:
+    """The metric registered as `name`; an unknown name raises a KeyError listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "(none registered)"
+        raise UnknownMetricError(f"unknown metric {name!r}; known metrics: {known}") from None
+
+
+def available() -> list[str]:
+    """Names of all registered metrics, sorted."""
+    return sorted(_REGISTRY)
+
+
+def compute(name: str, records: Sequence[Mapping[str, Any]] | Any, ctx: MetricContext | None = None) -> list[float]:
+    """Scores of metric `name` on `records` (per example, per group or one per cell)."""
+    return get(name)(records, ctx)
+
+
+def chance(name: str, records: Sequence[Mapping[str, Any]] | Any) -> float | None:
+    """Random-chance baseline of metric `name` on `records`; None where undefined."""
+    return get(name).chance(records)
+
+
+# --------------------------------------------------------------------------- record helpers
+
+
+def as_records(records: Sequence[Mapping[str, Any]] | Any) -> list[Mapping[str, Any]]:
+    """A list of mappings from a sequence of mappings or from a DataFrame (duck-typed, no pandas import)."""
+    if hasattr(records, "to_dict") and hasattr(records, "columns"):
+        return list(records.to_dict("records"))
+    return list(records)
+
+
+def is_empty(value: Any) -> bool:
+    """True for None, NaN (a missing cell read back from parquet) and zero-length sequences."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (str, bytes)):
+        return len(value) == 0
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
+def as_list(value: Any) -> list[Any]:
+    """A record field as a Python list: handles numpy arrays, tuples, None/NaN and a bare string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return list(value)
+
+
+def as_floats(value: Any) -> np.ndarray:
+    """A numeric list field as a float64 array (empty if missing)."""
+    return np.asarray(as_list(value), dtype=np.float64)
+
+
+def as_text(value: Any) -> str:
+    """A string field, with None/NaN read as the empty string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def valid_rows(stats: np.ndarray) -> np.ndarray:
+    """Rows of a 2-D statistics array that contain no NaN."""
+    arr = np.asarray(stats, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.size == 0:
+        return arr.reshape(0, arr.shape[1] if arr.ndim == 2 else 1)
+    return arr[~np.isnan(arr).any(axis=1)]
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0]
