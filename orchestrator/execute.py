@@ -48,10 +48,13 @@ class ModelWorker:
 
     def __init__(self, model: ModelSpec, backend_cfg, threads: int | None):
         from orchestrator.backends import load_backend
+        from orchestrator.config import ModelFamily, ModelSize
 
         self.model = model
         t0 = time.perf_counter()
-        self.backend = load_backend(model, backend_cfg, threads=threads)
+        size = ModelSize(path=model.path, params=model.params, revision=model.revision, tokenizer=model.tokenizer)
+        family = ModelFamily(family=model.family, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+        self.backend = load_backend(size, family, backend_cfg, threads=threads)
         self.load_seconds = time.perf_counter() - t0
 
     def run(self, task: Task, cell: Cell, shard: Shard) -> tuple[str, list[dict], float]:

@@ -56,8 +56,9 @@ def resolve_dtype(name: str) -> torch.dtype | str:
 
 def _require_safetensors(path: str) -> None:
     """Refuse a local checkpoint without safetensors weights before transformers looks for a pickle."""
-    if os.path.isdir(path) and not any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json")
-                                       for f in os.listdir(path)):
+    if os.path.isdir(path) and not any(
+        f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in os.listdir(path)
+    ):
         raise BackendError(_no_safetensors(path))
 
 
