@@ -154,6 +154,29 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Rebuild scores, curves, report and MLflow from the store: no model is loaded."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from orchestrator.config import ConfigError
+    from orchestrator.sweep import cells_table, config_from_store, rescore
+    from orchestrator.tasks.errors import TaskError
+
+    try:
+        cfg = config_from_store(args.root, args.sweep, args.overrides)
+        result = rescore(cfg)
+    except (HydraException, OmegaConfBaseException, ConfigError, TaskError) as e:
+        raise UserError(_explain(e)) from e
+    with _pd_options():
+        print(cells_table(result.cells).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\n{len(result.cells)} cells rescored from {args.root}/{args.sweep}; "
+          f"curves in {Path(cfg.sweep.output_dir) / args.sweep / 'curves'}")
+    if result.parent_run_id:
+        print(f"mlflow: {cfg.tracking.uri} run {result.parent_run_id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="orchestrator",
@@ -181,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--dir", default=None, help="zoo folder (default: $ORCHESTRATOR_ZOO_DIR or ~/.cache/...)")
     z.add_argument("--force", action="store_true", help="retrain members that are already built")
     z.set_defaults(func=cmd_zoo)
+    for name, text in (("rescore", "recompute metrics for a finished sweep from its stored records (no model)"),
+                       ("report", "rebuild curves, report and the MLflow view of a sweep from the store")):
+        rs = sub.add_parser(name, help=text)
+        rs.add_argument("sweep", help="sweep id (its sweep.name)")
+        rs.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. 'metrics.names=[...]'")
+        rs.add_argument("--root", default="results", help="the store root the sweep was written to")
+        rs.set_defaults(func=cmd_rescore)
     u = with_overrides(sub.add_parser("ui", help="open the MLflow UI on the sweep's tracking store"))
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)

@@ -187,6 +187,16 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
                 f"model.sizes names {name!r}, which is not in model.catalog of family {sc.model.family!r}; "
                 f"known sizes: {sorted(sc.model.catalog)}"
             )
+    seen: dict[tuple[str, str], str] = {}
+    for name in sc.model.sizes:
+        m = sc.model.catalog[name]
+        key = (m.path, m.revision)
+        if key in seen:
+            raise ConfigError(
+                f"model.sizes has {seen[key]!r} and {name!r} with the same path {m.path!r} and revision "
+                f"{m.revision!r}: they are one model; drop one or give it its own revision"
+            )
+        seen[key] = name
     if not sc.tasks:
         raise ConfigError("no tasks selected: pick some with e.g. 'task=[add_2,add_4]'")
     if not sc.prompts:

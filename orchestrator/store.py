@@ -48,6 +48,16 @@ def join(url: str, *parts: str) -> str:
     return out
 
 
+def list_dirs(url: str) -> list[str]:
+    """Names of the folders directly inside `url` (e.g. a BIG-bench parent task's subtasks); [] if none."""
+    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory")
+
+
 def write_atomic(url: str, data: bytes) -> None:
     """Write `data` so that `url` either does not exist or holds all of it."""
     fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
@@ -114,6 +124,10 @@ class SweepStore:
     def read_json(self, name: str) -> Any:
         with self.fs.open(f"{self._path}/{name}", "rt") as f:
             return json.load(f)
+
+    def read_text(self, name: str) -> str:
+        with self.fs.open(f"{self._path}/{name}", "rt") as f:
+            return f.read()
 
     def has(self, name: str) -> bool:
         return self.fs.exists(f"{self._path}/{name}")

@@ -198,3 +198,26 @@ def cells_table(cells: list[CellResult]) -> pd.DataFrame:
     if not df.empty:
         df = df.sort_values(["task", "prompt", "params"]).reset_index(drop=True)
     return df
+
+
+def config_from_store(root: str, sweep_id: str, overrides: list[str]) -> SweepConfig:
+    """The config a sweep ran with (from its manifest), with key=value overrides applied on top."""
+    from omegaconf import OmegaConf
+
+    from orchestrator.config import SweepConfig as Schema
+    from orchestrator.config import validate
+
+    store = SweepStore(root, sweep_id)
+    if not store.has("manifest.json"):
+        from orchestrator.config import ConfigError
+
+        raise ConfigError(f"no sweep {sweep_id!r} in store {root!r} (no manifest.json); check the name and --root")
+    stored = store.read_json("manifest.json")["config"]
+    merged = OmegaConf.merge(OmegaConf.structured(Schema), stored, OmegaConf.from_dotlist(list(overrides)))
+    return validate(merged)
+
+
+def rescore(cfg: SweepConfig) -> SweepResult:
+    """Recompute metrics, curves and the MLflow view from stored records. Loads no model."""
+    plan, tasks, store = prepare(cfg)
+    return record(cfg, plan, tasks, store)

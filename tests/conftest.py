@@ -22,9 +22,17 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny(tmp_path_factory.mktemp("models") / "tiny", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> Path:
+    """A second tiny model (another seed), standing in for a second size."""
+    from orchestrator.zoo import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("models") / "tiny-b", seed=1)
+
+
 @pytest.fixture()
-def tiny_conf(tmp_path: Path, tiny_model: Path) -> Path:
-    """An extra config folder with a model family of two copies of the tiny model (two 'sizes')."""
+def tiny_conf(tmp_path: Path, tiny_model: Path, tiny_model_b: Path) -> Path:
+    """An extra config folder with a family of two tiny models; the second is declared 10x larger."""
     from transformers import AutoModelForCausalLM
 
     n = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters())
@@ -33,7 +41,7 @@ def tiny_conf(tmp_path: Path, tiny_model: Path) -> Path:
     (d / "tiny.yaml").write_text(
         "family: tiny\nbuild: null\ncatalog:\n"
         f"  tiny-a: {{path: '{tiny_model}', params: {n}}}\n"
-        f"  tiny-b: {{path: '{tiny_model}', params: {n * 10}, revision: main}}\n"
+        f"  tiny-b: {{path: '{tiny_model_b}', params: {n * 10}}}\n"
         "sizes: [tiny-a, tiny-b]\n"
     )
     return tmp_path / "conf"
