@@ -54,27 +54,30 @@ def _explain(e: BaseException) -> str:
 
 
 def _prepare(cfg):
+    from orchestrator.config import ConfigError
     from orchestrator.sweep import prepare
     from orchestrator.tasks.errors import TaskError
 
     try:
         return prepare(cfg)
-    except TaskError as e:
+    except (TaskError, ConfigError) as e:
         raise UserError(str(e)) from e
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import cells_table, ensure_models, run
+    from orchestrator.config import ConfigError
+    from orchestrator.sweep import cells_table, ensure_models, load_tasks, run
     from orchestrator.tasks.errors import TaskError
 
     cfg = _load(args)
     if not args.quiet:
         print(f"sweep {cfg.sweep.name}: {len(cfg.model.sizes)} sizes x {len(cfg.tasks)} tasks x "
               f"{len(cfg.prompts)} prompt styles -> store {cfg.storage.root}/{cfg.sweep.name}")
-    ensure_models(cfg, progress=not args.quiet)
     try:
+        load_tasks(cfg)  # a bad task file or style stops here, before any model is built or loaded
+        ensure_models(cfg, progress=not args.quiet)
         result = run(cfg, progress=not args.quiet)
-    except TaskError as e:
+    except (TaskError, ConfigError) as e:
         raise UserError(str(e)) from e
     finally:
         from orchestrator.execute import shutdown

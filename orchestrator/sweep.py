@@ -75,8 +75,14 @@ def ensure_models(cfg: SweepConfig, progress: bool = True) -> None:
 
 
 def load_tasks(cfg: SweepConfig) -> dict[str, Task]:
-    """Read and check every task before any shard runs: a bad file stops the sweep here."""
-    return {name: load_task(name, tcfg) for name, tcfg in sorted(cfg.tasks.items())}
+    """Read and check every task, and every task x prompt style pair, before any shard runs."""
+    from orchestrator.prompts import check
+
+    tasks = {name: load_task(name, tcfg) for name, tcfg in sorted(cfg.tasks.items())}
+    for tname, task in tasks.items():
+        for pname, pcfg in sorted(cfg.prompts.items()):
+            check(task, pcfg, label=f"prompts.{pname} on tasks.{tname}")
+    return tasks
 
 
 def prepare(cfg: SweepConfig) -> tuple[Plan, dict[str, Task], SweepStore]:

@@ -29,7 +29,8 @@ class Example:
 class Task:
     """A task: examples plus the formatting a BIG-bench JSON task declares.
 
-    Defaults follow BIG-bench's JSON task API (bigbench/api/json_task.py).
+    Defaults follow BIG-bench's JSON task API (bigbench/api/json_task.py);
+    `choice_prefix` goes before each option when `append_choices_to_input`.
     `content_hash` covers the examples and formatting so that a changed file
     changes every shard id that depends on it.
     """
@@ -42,6 +43,7 @@ class Task:
     example_output_prefix: str = "\nA: "
     few_shot_example_separator: str = "\n"
     append_choices_to_input: bool = True
+    choice_prefix: str = "\n  choice: "
     output_regex: str | None = None
     stop: tuple[str, ...] = ("\n",)
     metrics: tuple[str, ...] = ()

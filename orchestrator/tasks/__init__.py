@@ -1,0 +1,63 @@
+"""Task sources -> Task: BIG-bench JSON, seeded synthetic arithmetic, and your own JSONL.
+
+`load_task` is the one entry point: it reads and validates everything before
+any model runs, so a malformed file fails the sweep at start with a TaskError
+(file URL, example index, field) and a bad config value with a ConfigError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from orchestrator.config import TASK_SOURCES, ConfigError, TaskConfig
+from orchestrator.tasks import bigbench, jsonl, synthetic
+from orchestrator.tasks.errors import TaskError
+from orchestrator.tasks.task import Example, Task, content_hash, with_hash
+
+__all__ = ["Example", "Task", "TaskError", "content_hash", "load_task", "with_hash"]
+
+
+def load_task(name: str, cfg: TaskConfig) -> Task:
+    """Load task `name` as `cfg` describes it: `limit` applied, `stop` overridden, content hash filled.
+
+    source=bigbench: `url` is a task.json or its folder on any fsspec URL;
+    `subtask` picks a sub-folder of a parent task. source=synthetic:
+    `generator`, `digits` (1..5), `n`, `seed`. source=jsonl: `url` of a JSON
+    Lines file (see orchestrator.tasks.jsonl for the format).
+    """
+    source = cfg.source
+    if source not in TASK_SOURCES:
+        raise ConfigError(f"tasks.{name}.source={source!r} is unknown; use one of {TASK_SOURCES}")
+    if source != "bigbench" and cfg.subtask:
+        raise ConfigError(f"tasks.{name}.subtask applies only to source=bigbench; remove it")
+    if source in ("bigbench", "jsonl") and not cfg.url:
+        raise ConfigError(f"tasks.{name}.url is missing: a {source} task needs the URL of its file")
+    if source == "bigbench":
+        task = bigbench.load(name, str(cfg.url), cfg.subtask)
+    elif source == "jsonl":
+        task = jsonl.load(name, str(cfg.url))
+    else:
+        task = _synthetic(name, cfg)
+    if cfg.stop is not None:
+        stop = tuple(cfg.stop)
+        if not all(isinstance(s, str) and s for s in stop):
+            raise ConfigError(f"tasks.{name}.stop={list(stop)!r} must be a list of non-empty strings")
+        task = replace(task, stop=stop)
+    if cfg.limit is not None:
+        if cfg.limit < 1:
+            raise ConfigError(f"tasks.{name}.limit={cfg.limit} must be >= 1 or null")
+        task = replace(task, examples=task.examples[: cfg.limit])
+    return with_hash(task)
+
+
+def _synthetic(name: str, cfg: TaskConfig) -> Task:
+    """Check the generator settings, naming the config field, then generate."""
+    if cfg.generator not in synthetic.GENERATORS:
+        raise ConfigError(
+            f"tasks.{name}.generator={cfg.generator!r} is unknown; use one of {sorted(synthetic.GENERATORS)}"
+        )
+    if not synthetic.MIN_DIGITS <= cfg.digits <= synthetic.MAX_DIGITS:
+        raise ConfigError(f"tasks.{name}.digits={cfg.digits} is outside {synthetic.MIN_DIGITS}..{synthetic.MAX_DIGITS}")
+    if cfg.n < 1:
+        raise ConfigError(f"tasks.{name}.n={cfg.n} must be >= 1")
+    return synthetic.generate(name, cfg.generator, cfg.digits, cfg.n, cfg.seed)
