@@ -66,7 +66,7 @@ def _prepare(cfg):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.config import ConfigError
-    from orchestrator.sweep import cells_table, ensure_models, load_tasks, run
+    from orchestrator.sweep import cells_table, run
     from orchestrator.tasks.errors import TaskError
 
     cfg = _load(args)
@@ -74,8 +74,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"sweep {cfg.sweep.name}: {len(cfg.model.sizes)} sizes x {len(cfg.tasks)} tasks x "
               f"{len(cfg.prompts)} prompt styles -> store {cfg.storage.root}/{cfg.sweep.name}")
     try:
-        load_tasks(cfg)  # a bad task file or style stops here, before any model is built or loaded
-        ensure_models(cfg, progress=not args.quiet)
         result = run(cfg, progress=not args.quiet)
     except (TaskError, ConfigError) as e:
         raise UserError(str(e)) from e

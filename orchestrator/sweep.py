@@ -112,8 +112,8 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
     from orchestrator.execute import execute
 
     t0 = time.perf_counter()
+    plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
     ensure_models(cfg, progress)
-    plan, tasks, store = prepare(cfg)
     store.write_json("manifest.json", manifest(cfg, plan, tasks))
     done = store.done()
     report = execute(plan, tasks, cfg, done, lambda shard, rows: store.write_shard(shard.id, rows), progress)
