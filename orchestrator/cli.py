@@ -90,7 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(result.failed)} failed; {result.seconds:.1f} s"
         + (f", {result.examples_per_second:.1f} examples/s" if result.shards_run else "")
     )
+    _print_analysis(result)
     print(f"curves: {Path(cfg.sweep.output_dir) / result.plan.sweep_id / 'curves'}")
+    print(f"report: {result.report}")
     if result.parent_run_id:
         print(f"mlflow: {cfg.tracking.uri}  (experiment {cfg.tracking.experiment or result.plan.sweep_id}, "
               f"run {result.parent_run_id}); open with `orchestrator ui`")
@@ -100,6 +102,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("re-run the same command to retry only the failed shards", file=sys.stderr)
         return EXIT_FAILED_SHARDS
     return 0
+
+
+def _print_analysis(result) -> None:
+    """The verdict per curve, and the mirage summary: the question the sweep was run to answer."""
+    a = result.analysis
+    if a is None or a.verdict_table.empty:
+        return
+    cols = [c for c in ("task", "prompt", "metric", "label", "emergence_score", "baseline", "transition_scale")
+            if c in a.verdict_table.columns]
+    with _pd_options():
+        print("\nverdicts:")
+        print(a.verdict_table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nmirage check: {a.summary}")
 
 
 def _pd_options():
@@ -171,6 +186,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         raise UserError(_explain(e)) from e
     with _pd_options():
         print(cells_table(result.cells).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    _print_analysis(result)
     print(f"\n{len(result.cells)} cells rescored from {args.root}/{args.sweep}; "
           f"curves in {Path(cfg.sweep.output_dir) / args.sweep / 'curves'}")
     if result.parent_run_id:

@@ -129,6 +129,32 @@ class SweepSettings:
 
 
 @dataclass
+class AnalysisConfig:
+    """Thresholds of the verdict rules (`orchestrator.analysis.verdicts.judge`); defaults are documented there.
+
+    A curve's emergence score is read against the n - 1 of an evenly rising
+    line (Schaeffer, Miranda & Koyejo 2023, sec. 4), never against a fixed
+    number, and a change counts only when it clears the bootstrap intervals
+    and a minimum effect. Continuous metrics are judged on the axis where
+    their scaling law is linear (science.md: per-token cross-entropy is a power
+    law in N, so distances and -log p are straight lines on log-log axes).
+    """
+
+    min_effect: float = 0.02  # smallest |change| that counts, on a linear axis (metric units)
+    min_effect_log10: float = 0.02  # the same on a log10 axis (decades: 0.02 = a 5% relative change)
+    emergence_ratio: float = 2.0  # emergent: emergence score >= ratio * (n - 1), or infinite, or ...
+    max_step_share: float = 0.6  # ... one step between adjacent sizes carries this share of the total change
+    baseline_sizes: int = 2  # emergent: the first this-many sizes stay near the first one's score
+    early_rise_fraction: float = 0.2  # ... "near": within this fraction of the total change
+    min_sizes: int = 3  # fewer sizes: no emergent / u_shaped call
+    smooth_r2: float = 0.8  # smooth: R^2 of score vs log10(params) at least this
+    min_monotonicity: float = 0.8  # smooth: Spearman rank correlation of score vs params at least this
+    continuous_axis: str = "power_law"  # power_law | linear: the axis continuous metrics are judged on
+    coarse_gap_decades: float = 0.5  # a jump across a wider gap in log10(params) gets a caveat
+    reference_prompt: Optional[str] = None  # compare.py: style the others are compared with (None: zero_shot or first)
+
+
+@dataclass
 class DataConfig:
     """Roots that task configs interpolate, e.g. url: ${data.bigbench}/emoji_movie."""
 
@@ -149,6 +175,7 @@ class SweepConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 def register() -> None:
@@ -260,28 +287,3 @@ def load(overrides: list[str], config_dir: Path | None = None, config_name: str 
     with initialize_config_dir(config_dir=str(d), version_base=None):
         cfg = compose(config_name=config_name, overrides=list(overrides))
     return validate(cfg)
-
-
-@dataclass
-class AnalysisConfig:
-    """Thresholds of the verdict rules (`orchestrator.analysis.verdicts.judge`); defaults are documented there.
-
-    A curve's emergence score is read against the n - 1 of an evenly rising
-    line (Schaeffer, Miranda & Koyejo 2023, sec. 4), never against a fixed
-    number, and a change counts only when it clears the bootstrap intervals
-    and a minimum effect. Continuous metrics are judged on the axis where
-    their scaling law is linear (science.md: per-token cross-entropy is a power
-    law in N, so distances and -log p are straight lines on log-log axes).
-    """
-
-    min_effect: float = 0.02  # smallest |change| that counts, on a linear axis (metric units)
-    min_effect_log10: float = 0.02  # the same on a log10 axis (decades: 0.02 = a 5% relative change)
-    emergence_ratio: float = 2.0  # emergent: emergence score >= ratio * (n - 1), or infinite
-    baseline_sizes: int = 2  # emergent: the first this-many sizes stay near the first one's score
-    early_rise_fraction: float = 0.2  # ... "near": within this fraction of the total change
-    min_sizes: int = 3  # fewer sizes: no emergent / u_shaped call
-    smooth_r2: float = 0.8  # smooth: R^2 of score vs log10(params) at least this
-    min_monotonicity: float = 0.8  # smooth: Spearman rank correlation of score vs params at least this
-    continuous_axis: str = "power_law"  # power_law | linear: the axis continuous metrics are judged on
-    coarse_gap_decades: float = 0.5  # a jump across a wider gap in log10(params) gets a caveat
-    reference_prompt: Optional[str] = None  # compare.py: style the others are compared with (None: zero_shot or first)

@@ -19,6 +19,7 @@ import pandas as pd
 from orchestrator import __version__
 from orchestrator.analysis.curves import CellResult, Curve, curves
 from orchestrator.analysis.plots import plot_all
+from orchestrator.analysis.report import Analysis, analyse, build_report
 from orchestrator.config import SweepConfig, to_container
 from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, make_plan
 from orchestrator.scoring import metric_info, score_cells
@@ -41,6 +42,8 @@ class SweepResult:
     seconds: float = 0.0
     examples_per_second: float = 0.0
     parent_run_id: str | None = None
+    analysis: Analysis | None = None
+    report: Path | None = None
 
 
 def code_version() -> str:
@@ -100,8 +103,14 @@ def manifest(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task]) -> dict:
         "config": to_container(cfg),
         "tasks": {n: {"id": t.id, "source": t.source, "examples": len(t.examples)} for n, t in tasks.items()},
         "cells": [
-            {"id": c.id, "model": c.model.name, "params": c.model.params, "task": c.task, "prompt": c.prompt.name,
-             "shards": [s.id for s in plan.shards_of(c.id)]}
+            {
+                "id": c.id,
+                "model": c.model.name,
+                "params": c.model.params,
+                "task": c.task,
+                "prompt": c.prompt.name,
+                "shards": [s.id for s in plan.shards_of(c.id)],
+            }
             for c in plan.cells
         ],
     }
@@ -139,13 +148,47 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     for p in plots:
         store.write_bytes(f"curves/{p.name}", p.read_bytes())
     store.write_bytes("cells.csv", table.to_csv(index=False).encode())
-    result = SweepResult(plan=plan, cells=cells, curves=cvs, plots=plots)
+    analysis = analyse(cvs, cfg.analysis)
+    extra = write_analysis(analysis, cvs, table, out_dir, plan.sweep_id)
+    for p in extra:
+        store.write_bytes(f"analysis/{p.relative_to(out_dir)}", p.read_bytes())
+    result = SweepResult(
+        plan=plan, cells=cells, curves=cvs, plots=plots, analysis=analysis, report=out_dir / "report.html"
+    )
     if cfg.tracking.enabled:
-        result.parent_run_id = track(cfg, plan, cells, cvs, plots, info, out_dir)
+        result.parent_run_id = track(cfg, plan, cells, cvs, plots, info, out_dir, extra)
     return result
 
 
-def track(cfg, plan, cells, cvs, plots, info, out_dir) -> str:
+def write_analysis(
+    analysis: Analysis, cvs: list[Curve], table: pd.DataFrame, out_dir: Path, sweep_id: str
+) -> list[Path]:
+    """Verdict, mirage and prompt-comparison tables, per-task figures and the HTML report."""
+    files = []
+    for name, frame in (
+        ("verdicts", analysis.verdict_table),
+        ("mirage", analysis.mirage),
+        ("prompt_comparison", analysis.comparison),
+    ):
+        path = out_dir / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        files.append(path)
+    report = build_report(
+        cvs,
+        analysis.verdicts,
+        analysis.mirage,
+        analysis.comparison,
+        table,
+        out_dir / "report.html",
+        title=f"Sweep {sweep_id}: scaling curves and emergence",
+        figures_dir=out_dir / "figures",
+    )
+    files.append(report)
+    files.extend(sorted((out_dir / "figures").glob("*.png")))
+    return files
+
+
+def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str:
     from orchestrator.tracking import Tracker
 
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment or plan.sweep_id)
@@ -153,8 +196,13 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir) -> str:
         plan.sweep_id,
         plan.fingerprint,
         to_container(cfg),
-        {"cells": len(plan.cells), "shards": len(plan.shards), "fingerprint": plan.fingerprint,
-         "storage": f"{cfg.storage.root}/{plan.sweep_id}", "code_version": code_version()},
+        {
+            "cells": len(plan.cells),
+            "shards": len(plan.shards),
+            "fingerprint": plan.fingerprint,
+            "storage": f"{cfg.storage.root}/{plan.sweep_id}",
+            "code_version": code_version(),
+        },
     )
     for c in cells:
         cell = plan.cell(c.cell_id)
@@ -163,11 +211,18 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir) -> str:
             c.cell_id,
             cell.label,
             {
-                "family": cell.model.family, "size": cell.model.name, "params": cell.model.params,
-                "model_path": cell.model.path, "revision": cell.model.revision,
-                "task": cell.task, "task_id": cell.task_id, "prompt_style": cell.prompt.name,
-                "style": cell.prompt.config.style, "shots": cell.prompt.config.shots,
-                "examples": c.n_examples, "shards": len(plan.shards_of(c.cell_id)),
+                "family": cell.model.family,
+                "size": cell.model.name,
+                "params": cell.model.params,
+                "model_path": cell.model.path,
+                "revision": cell.model.revision,
+                "task": cell.task,
+                "task_id": cell.task_id,
+                "prompt_style": cell.prompt.name,
+                "style": cell.prompt.config.style,
+                "shots": cell.prompt.config.shots,
+                "examples": c.n_examples,
+                "shards": len(plan.shards_of(c.cell_id)),
             },
             {**c.scores, "shots_dropped": {"mean": float(c.shots_dropped)}},
         )
@@ -185,10 +240,16 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir) -> str:
                 d[f"{cv.metric}_ci_hi"] = hi
         task, prompt = key.split("/", 1)
         tracker.log_curve(
-            parent, key, f"curve {key}", {"task": task, "prompt_style": prompt, "x": "params"},
-            sorted(steps.items()), [plot_by_key[key]] if key in plot_by_key else [],
+            parent,
+            key,
+            f"curve {key}",
+            {"task": task, "prompt_style": prompt, "x": "params"},
+            sorted(steps.items()),
+            [plot_by_key[key]] if key in plot_by_key else [],
         )
     tracker.log_artifacts(parent, list(plots) + [out_dir / "cells.csv"], "curves")
+    tracker.log_artifacts(parent, [p for p in extra if p.suffix != ".png"], "analysis")
+    tracker.log_artifacts(parent, [p for p in extra if p.suffix == ".png"], "analysis/figures")
     tracker.finish(parent, {"cells_scored": len(cells), "cells_planned": len(plan.cells)})
     return parent
 

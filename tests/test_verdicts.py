@@ -182,7 +182,18 @@ def test_emergence_ratio_threshold_is_read_against_n_minus_one():
     v = judge(curve(y, w=0.01))
     assert v.emergence_score == pytest.approx(0.6 / math.sqrt(0.005))
     assert v.label == "emergent"
-    assert judge(curve(y, w=0.01), AnalysisConfig(emergence_ratio=3.0)).label == "smooth"
+    assert judge(curve(y, w=0.01), AnalysisConfig(emergence_ratio=3.0, max_step_share=1.01)).label == "smooth"
+    assert judge(curve(y, w=0.01), AnalysisConfig(emergence_ratio=3.0)).label == "emergent"  # one step: 83%
+
+
+def test_one_step_carrying_most_of_the_change_is_sharp_even_with_few_sizes():
+    # with 5 sizes Schaeffer's score cannot exceed n - 1 by much: this classic shape scores 4.24 vs 4
+    v = judge(curve([0.0, 0.0, 0.0, 0.3, 0.9], w=0.01))
+    assert v.emergence_score == pytest.approx(0.9 / math.sqrt(0.045))
+    assert v.label == "emergent"
+    assert "largest step 67%" in v.reason
+    even = judge(curve([0.0, 0.2, 0.4, 0.6, 0.8], w=0.01))  # 25% per step
+    assert even.label == "smooth"
 
 
 def test_a_curve_already_rising_at_the_first_sizes_is_not_emergent():

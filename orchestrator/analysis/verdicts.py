@@ -47,8 +47,11 @@ oriented interval (thresholds are `AnalysisConfig` fields):
    (n >= min_sizes) an inverted U: a reliable rise to an interior peak M and a
    reliable decline after it (l_M > h_0 and l_M > h_last).
 4. rising, i.e. the last size reliably above the first (l_last > h_0):
-   emergent if n >= min_sizes, the emergence score is infinite or at least
-   emergence_ratio x (n - 1), and the first baseline_sizes sizes stay near the
+   emergent if n >= min_sizes, the rise is sharp -- the emergence score is
+   infinite or at least emergence_ratio x (n - 1), or one step between adjacent
+   sizes carries at least max_step_share of the whole change (with few sizes the
+   Schaeffer score cannot exceed n - 1 by much: [0, 0, 0, .3, .9] scores 4.2 vs
+   4) -- and the first baseline_sizes sizes stay near the
    first one (within early_rise_fraction of the total change): near baseline,
    then a sharp rise (Wei et al. 2022; Srivastava et al. 2022, "breakthrough").
    Otherwise smooth; a smooth curve whose Spearman rho < min_monotonicity or
@@ -289,8 +292,14 @@ def _rules(x, s, sl, sh, models, above, min_eff, nums, cfg, caveats) -> tuple[st
     k = min(max(cfg.baseline_sizes, 1), n - 1)
     early = float(np.max(s[:k] - s[0]))
     early_flat = early <= cfg.early_rise_fraction * span
-    sharp = (math.isinf(es) and es > 0) or (math.isfinite(ratio) and ratio >= cfg.emergence_ratio)
-    score_txt = f"emergence score {_num(es)} vs n-1 = {base:g}"
+    steps = np.diff(s)
+    step_share = float(np.max(steps) / span) if span > 0 and len(steps) else 0.0
+    sharp = (
+        (math.isinf(es) and es > 0)
+        or (math.isfinite(ratio) and ratio >= cfg.emergence_ratio)
+        or step_share >= cfg.max_step_share
+    )
+    score_txt = f"emergence score {_num(es)} vs n-1 = {base:g}; largest step {step_share:.0%} of the change"
     if n >= cfg.min_sizes and sharp and early_flat:
         jump = int(np.argmax(np.diff(s)))
         gap = float(np.log10(x[jump + 1] / x[jump]))
