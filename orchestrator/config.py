@@ -88,6 +88,7 @@ class MetricsConfig:
     bootstrap_samples: int = 1000
     bootstrap_seed: int = 0
     subset_k: int = 4
+    modules: list[str] = field(default_factory=list)  # Python modules that register your own metrics
 
 
 @dataclass

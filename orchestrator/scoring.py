@@ -6,6 +6,7 @@ model, so `rescore` and `report` can rebuild every number from the store.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 from orchestrator.analysis.curves import CellResult
@@ -14,6 +15,30 @@ from orchestrator.metrics import MetricContext, get, summarise
 from orchestrator.plan import Plan
 from orchestrator.store import SweepStore
 from orchestrator.tasks.task import Task
+
+
+def import_metric_modules(modules: list[str]) -> None:
+    """Import the user's metric modules so their @metric definitions register by name."""
+    from orchestrator.config import ConfigError
+
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise ConfigError(
+                f"metrics.modules names {mod!r}, which cannot be imported ({e}); put it on PYTHONPATH"
+            ) from e
+
+
+def check_metric_names(metrics: MetricsConfig) -> None:
+    """Unknown metric names fail before any shard runs, with the list of known ones."""
+    from orchestrator.config import ConfigError
+    from orchestrator.metrics import available
+
+    import_metric_modules(list(metrics.modules))
+    unknown = [n for n in metrics.names if n not in available()]
+    if unknown:
+        raise ConfigError(f"metrics.names has unknown metric(s) {unknown}; known: {', '.join(sorted(available()))}")
 
 
 def metric_info(names: list[str]) -> dict[str, dict[str, object]]:

@@ -22,7 +22,7 @@ from orchestrator.analysis.plots import plot_all
 from orchestrator.analysis.report import Analysis, analyse, build_report
 from orchestrator.config import SweepConfig, to_container
 from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, make_plan
-from orchestrator.scoring import metric_info, score_cells
+from orchestrator.scoring import check_metric_names, metric_info, score_cells
 from orchestrator.store import SweepStore
 from orchestrator.tasks import load_task
 from orchestrator.tasks.task import Task
@@ -89,6 +89,7 @@ def load_tasks(cfg: SweepConfig) -> dict[str, Task]:
 
 
 def prepare(cfg: SweepConfig) -> tuple[Plan, dict[str, Task], SweepStore]:
+    check_metric_names(cfg.metrics)
     tasks = load_tasks(cfg)
     plan = make_plan(cfg, tasks)
     return plan, tasks, SweepStore(cfg.storage.root, plan.sweep_id)
