@@ -72,7 +72,13 @@ def init_ray(cfg: SweepConfig) -> None:
     """Join the configured cluster, or start a local one with this machine's resources."""
     if ray.is_initialized():
         return
-    kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": True, "logging_level": logging.WARNING}
+    quiet = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    kwargs: dict = {
+        "ignore_reinit_error": True,
+        "log_to_driver": True,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": quiet},
+    }
     if cfg.cluster.address:
         ray.init(address=cfg.cluster.address, **kwargs)
     else:

@@ -53,3 +53,32 @@ def test_plan_prints_grid_and_done_counts(tmp_path, tiny_conf):
     assert r.returncode == 0, r.stderr
     assert "2 cells, 6 shards (0 done, 6 to run), 60 examples" in r.stdout
     assert not (tmp_path / "store").exists()  # planning writes nothing
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (['{"input": "1+1=", "target": "2"}', '{"input": "2+2=", "target": '], ["bad.jsonl", "line 2"]),
+        (['{"input": "1+1=", "target": "2"}', '{"input": "2+2="}'], ["bad.jsonl", "example 1", "target"]),
+        ([], ["bad.jsonl", "no examples"]),
+    ],
+    ids=["bad-json", "no-target", "empty"],
+)
+def test_malformed_task_fails_before_any_shard(tmp_path, lines, expected):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    r = _cli("run", "experiment=demo", "task=[add_2]", "+tasks.bad.source=jsonl", f"+tasks.bad.url={bad}",
+             f"storage.root={tmp_path / 'store'}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+             f"sweep.output_dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    for word in expected:
+        assert word in r.stderr, r.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_unknown_metric_name_fails_at_start(tmp_path):
+    r = _cli("run", "experiment=demo", "metrics.names=[exact_match,exakt_match]",
+             f"storage.root={tmp_path / 'store'}", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "exakt_match" in r.stderr and "known:" in r.stderr
+    assert not (tmp_path / "store").exists()
