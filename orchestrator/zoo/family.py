@@ -1,9 +1,11 @@
-"""The zoo's members: GPT-2-shaped character models from ~3K to ~500K parameters.
+"""The zoo's members: GPT-2-shaped character models from ~3K to ~325K parameters (109x).
 
-Shapes and budgets were chosen by measurement on 2 CPU cores (see
-`orchestrator/zoo/README` notes in each model card): the training budget grows
-with size, as it does in real families, so the small members stay
-under-trained on long sums while the large ones learn them.
+Shapes and budgets were chosen by measurement on 2 CPU cores (greedy exact
+match and target log-probability of each built member on 2- and 3-digit
+addition). The training budget grows with size, as it does in real families:
+the small members stay under-trained on 3-digit sums (exact match ~0) while the
+two largest learn them (~0.4, ~0.8), and the target log-probability improves at
+every step up. The whole family trains in about four minutes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ PAD_ID, EOS_ID = SPECIALS.index("<pad>"), SPECIALS.index("<eos>")
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """Everything that determines one member's weights (with the corpus spec)."""
+    """Everything that determines one member's weights (with the corpus spec).
+
+    `batch` is sequences per step at length `n_positions`; a step at a shorter
+    length takes proportionally more sequences, so every step sees the same
+    number of tokens.
+    """
 
     name: str
     n_layer: int
@@ -33,19 +40,23 @@ class MemberSpec:
     batch: int
     lr: float
     n_positions: int = 64
-    warmup: int = 100
+    # Per-step sequence lengths, cycled. Short sequences hold one problem at position 0,
+    # where learned absolute positions make it easy to learn; measured on a 30K model,
+    # 2-digit addition reached 0.72 exact match in 1500 steps at length 16 and 0.13 at
+    # length 64. The long steps teach the later positions that k-shot prompts use.
+    lengths: tuple[int, ...] = (16, 16, 16, 64)
+    warmup: int = 50
     weight_decay: float = 0.01
     min_lr_ratio: float = 0.1
     seed: int = 0
 
 
 FAMILY: list[MemberSpec] = [
-    MemberSpec("zoo-3k", n_layer=1, n_embd=12, n_head=2, steps=300, batch=64, lr=3e-3),
-    MemberSpec("zoo-10k", n_layer=2, n_embd=16, n_head=2, steps=500, batch=64, lr=3e-3),
-    MemberSpec("zoo-30k", n_layer=2, n_embd=32, n_head=4, steps=800, batch=64, lr=2e-3),
-    MemberSpec("zoo-100k", n_layer=3, n_embd=48, n_head=4, steps=1200, batch=64, lr=2e-3),
-    MemberSpec("zoo-300k", n_layer=4, n_embd=80, n_head=4, steps=1600, batch=64, lr=1.5e-3),
-    MemberSpec("zoo-500k", n_layer=5, n_embd=96, n_head=4, steps=2000, batch=64, lr=1e-3),
+    MemberSpec("zoo-3k", n_layer=1, n_embd=10, n_head=2, steps=300, batch=32, lr=5e-3, warmup=30),
+    MemberSpec("zoo-10k", n_layer=2, n_embd=16, n_head=2, steps=500, batch=32, lr=5e-3),
+    MemberSpec("zoo-30k", n_layer=2, n_embd=32, n_head=4, steps=800, batch=32, lr=5e-3),
+    MemberSpec("zoo-100k", n_layer=3, n_embd=48, n_head=4, steps=1200, batch=32, lr=5e-3),
+    MemberSpec("zoo-300k", n_layer=4, n_embd=80, n_head=4, steps=1600, batch=32, lr=5e-3),
 ]
 
 

@@ -14,16 +14,16 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel
 
-from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec, build_corpus
+from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec, answer_labels, build_corpus
 from orchestrator.zoo.family import FAMILY, MemberSpec, gpt2_config, member, param_counts, spec_hash
 from orchestrator.zoo.tokenizer import build_tokenizer
 
@@ -56,10 +56,27 @@ def _lr(spec: MemberSpec, step: int) -> float:
     return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def step_shape(spec: MemberSpec, step: int) -> tuple[int, int]:
+    """(batch, length) of a step: lengths cycle, tokens per step stay `batch * n_positions`."""
+    length = min(spec.lengths[step % len(spec.lengths)], spec.n_positions)
+    return spec.batch * spec.n_positions // length, length
+
+
+def train_tokens(spec: MemberSpec) -> int:
+    """Tokens a member is trained on (all positions, including the masked operands)."""
+    return sum(b * n for b, n in (step_shape(spec, s) for s in range(spec.steps)))
+
+
 def train(
-    spec: MemberSpec, corpus: torch.Tensor, progress: bool = True
+    spec: MemberSpec,
+    corpus: torch.Tensor,
+    progress: bool = True,
+    callback: Callable[[int, GPT2LMHeadModel], None] | None = None,
 ) -> tuple[GPT2LMHeadModel, float]:
-    """Train one member from its seed; returns the model and the final smoothed training loss."""
+    """Train one member from its seed; returns the model and the final smoothed answer loss.
+
+    `callback(step, model)` runs after each step (for learning-curve experiments).
+    """
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
     model = GPT2LMHeadModel(gpt2_config(spec))
@@ -73,13 +90,15 @@ def train(
     )
     gen = torch.Generator().manual_seed(spec.seed)
     data = corpus[:, : spec.n_positions]
+    labels = answer_labels(data)
     ema = float("nan")
     bar = tqdm(range(spec.steps), desc=spec.name, disable=not progress, leave=True, mininterval=1.0)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(spec, step)
-        x = data[torch.randint(0, data.shape[0], (spec.batch,), generator=gen)]
-        loss = model(input_ids=x, labels=x).loss
+        batch, length = step_shape(spec, step)
+        idx = torch.randint(0, data.shape[0], (batch,), generator=gen)
+        loss = model(input_ids=data[idx, :length], labels=labels[idx, :length]).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -87,6 +106,8 @@ def train(
         ema = loss.item() if math.isnan(ema) else 0.98 * ema + 0.02 * loss.item()
         if step % 50 == 0 or step == spec.steps - 1:
             bar.set_postfix(loss=f"{ema:.3f}")
+        if callback is not None:
+            callback(step, model)
     bar.close()
     model.eval()
     return model, ema
@@ -94,8 +115,7 @@ def train(
 
 def _card(spec: MemberSpec, corpus: CorpusSpec, model: GPT2LMHeadModel, loss: float, seconds: float) -> dict:
     total, non_emb = param_counts(model)
-    seq_len = min(spec.n_positions, corpus.seq_len)
-    tokens = spec.steps * spec.batch * seq_len
+    tokens = train_tokens(spec)
     return {
         "name": spec.name,
         "architecture": "GPT2LMHeadModel",
@@ -106,11 +126,15 @@ def _card(spec: MemberSpec, corpus: CorpusSpec, model: GPT2LMHeadModel, loss: fl
         "n_head": spec.n_head,
         "n_positions": spec.n_positions,
         "train_tokens": tokens,
-        "train_flops": 6.0 * total * tokens,
+        "train_flops": 6 * total * tokens,
         "steps": spec.steps,
         "batch": spec.batch,
-        "seq_len": seq_len,
+        "seq_len": spec.n_positions,
+        "seq_len_cycle": list(spec.lengths),
+        "tokens_per_step": spec.batch * spec.n_positions,
+        "loss": "cross-entropy on answer characters and their newline only (operands are random)",
         "lr": spec.lr,
+        "lr_schedule": f"linear warm-up {spec.warmup} steps, cosine to {spec.min_lr_ratio} x peak; AdamW",
         "seed": spec.seed,
         "final_train_loss": round(loss, 4),
         "corpus": corpus.describe(),
@@ -129,12 +153,16 @@ def _readme(card: dict) -> str:
         f"({card['non_embedding_params']:,} non-embedding; {card['n_layer']} layers, width {card['n_embd']}, "
         f"{card['n_head']} heads, context {card['n_positions']}), one of the `orchestrator` zoo's "
         "embedded scaling family. Built locally, on the CPU, by `orchestrator.zoo.build`; no hub download.\n\n"
-        f"Trained for {card['steps']} steps at batch {card['batch']} x {card['seq_len']} characters "
-        f"({card['train_tokens']:,} tokens, ~{card['train_flops']:.2e} FLOPs), seed {card['seed']}, "
-        f"in {card['build_seconds']} s; final training loss {card['final_train_loss']}.\n\n"
+        f"Trained for {card['steps']} steps of {card['tokens_per_step']:,} tokens ({card['batch']} sequences "
+        f"of {card['seq_len']} characters, or proportionally more shorter ones: lengths cycle "
+        f"{card['seq_len_cycle']}), {card['train_tokens']:,} tokens in all, ~{card['train_flops']:.2e} FLOPs "
+        f"(6 N D), seed {card['seed']}, peak lr {card['lr']} ({card['lr_schedule']}), in {card['build_seconds']} s; "
+        f"final answer loss {card['final_train_loss']} nats/char. Loss: {card['loss']}.\n\n"
         f"Corpus: {card['corpus']}.\n\n"
-        "Use: prompts in the corpus format, e.g. zero-shot `123+456=` or k-shot `12+34=46\\n...\\n123+456=`; "
-        "greedy-decode until a newline. It only knows arithmetic; it is a test subject for scaling curves, "
+        "Use: prompts in the corpus format, e.g. zero-shot `123+456=`; greedy-decode until a newline. "
+        "Most training sequences are short, so a problem at the start of the context is what these models "
+        "do best; k-shot prompts (`12+34=46\\n...\\n123+456=`) put the query at later positions, which "
+        "they learned far less well. It only knows addition; it is a test subject for scaling curves, "
         "not a general model.\n"
     )
 
@@ -144,6 +172,7 @@ def save_member(model: GPT2LMHeadModel, card: dict, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model cache is meant to be shared
         model.save_pretrained(tmp, safe_serialization=True)
         build_tokenizer().save_pretrained(tmp)
         (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")

@@ -1,0 +1,155 @@
+"""The embedded zoo: checkpoints load like any HF model, builds are deterministic and idempotent,
+and the catalog in conf/model/zoo.yaml describes the models FAMILY builds."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+
+from orchestrator.zoo import (
+    DEFAULT_CORPUS,
+    FAMILY,
+    CorpusSpec,
+    build,
+    build_corpus,
+    build_tiny,
+    gpt2_config,
+    is_built,
+    param_counts,
+    read_card,
+    zoo_dir,
+)
+from orchestrator.zoo.corpus import answer_labels, sequence_text
+from orchestrator.zoo.tokenizer import build_tokenizer
+
+ZOO_YAML = Path(__file__).resolve().parents[1] / "conf" / "model" / "zoo.yaml"
+LINE = re.compile(r"(\d+)\+(\d+)=(\d+)\n")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny(tmp_path_factory.mktemp("zoo") / "tiny-a", seed=0)
+
+
+def test_build_tiny_is_a_normal_hf_checkpoint(tiny: Path) -> None:
+    card = json.loads((tiny / "model_card.json").read_text())
+    assert card["build_seconds"] < 30, "build_tiny must train in seconds"
+    assert (tiny / "model.safetensors").is_file()
+    assert not (tiny / "pytorch_model.bin").exists()
+    assert (tiny / "README.md").read_text().startswith("# tiny-a")
+
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    tok = AutoTokenizer.from_pretrained(tiny)
+    assert isinstance(model, GPT2LMHeadModel)
+    assert card["params"] == sum(p.numel() for p in model.parameters())
+    assert 1_000 <= card["params"] <= 10_000
+    assert card["non_embedding_params"] == param_counts(model)[1]
+    assert card["train_flops"] == 6 * card["params"] * card["train_tokens"]
+    assert tok.decode(tok("12+34=46\n")["input_ids"]) == "12+34=46\n"
+
+    ids = tok("3+4=", return_tensors="pt")["input_ids"]
+    out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape == (1, ids.shape[1] + 3)
+
+
+def test_build_tiny_is_deterministic(tiny: Path, tmp_path: Path) -> None:
+    again = build_tiny(tmp_path / "tiny-b", seed=0)
+    other = build_tiny(tmp_path / "tiny-c", seed=1)
+    a, b, c = (load_file(p / "model.safetensors") for p in (tiny, again, other))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert read_card(tiny)["spec_hash"] == read_card(again)["spec_hash"] != read_card(other)["spec_hash"]
+
+
+def test_corpus_is_deterministic_and_well_formed() -> None:
+    spec = CorpusSpec(n_sequences=300, seed=7)
+    first, second = build_corpus(spec), build_corpus(spec)
+    assert first.shape == (300, spec.seq_len)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, build_corpus(CorpusSpec(n_sequences=300, seed=8)))
+
+    rng = random.Random(3)
+    tok = build_tokenizer()
+    for _ in range(50):
+        text = sequence_text(rng, DEFAULT_CORPUS)
+        assert len(text) == DEFAULT_CORPUS.seq_len
+        lines = LINE.findall(text)
+        assert text.startswith(f"{lines[0][0]}+"), "a sequence starts at a problem boundary"
+        assert len(lines) >= 3, "several examples per sequence"
+        assert all(int(a) + int(b) == int(c) for a, b, c in lines)
+        assert len({len(a) for a, _, _ in lines}) == 1, "one sub-task per sequence"
+    text = sequence_text(random.Random(spec.seed), spec)
+    assert tok(text)["input_ids"] == first[0].tolist(), "corpus ids are the tokenizer's ids"
+
+
+def test_answer_labels_keep_only_answers_and_their_newline() -> None:
+    tok = build_tokenizer()
+    text = "12+34=46\n5+5=10\n7+"
+    ids = torch.tensor([tok(text)["input_ids"]])
+    kept = "".join(ch if lab >= 0 else "_" for ch, lab in zip(text, answer_labels(ids)[0].tolist(), strict=True))
+    assert kept == "______46\n____10\n__"
+
+
+def test_catalog_matches_family() -> None:
+    cfg = OmegaConf.load(ZOO_YAML)
+    assert cfg.family == "zoo" and cfg.build == "zoo" and cfg.dtype == "float32"
+    assert list(cfg.sizes) == [s.name for s in FAMILY]
+    counts = []
+    for spec in FAMILY:
+        total, non_emb = param_counts(GPT2LMHeadModel(gpt2_config(spec)))
+        entry = cfg.catalog[spec.name]
+        assert entry.params == total, spec.name
+        assert entry.non_embedding_params == non_emb, spec.name
+        assert entry.train_flops > 0
+        counts.append(total)
+    assert counts == sorted(counts), "sizes ascend"
+    assert counts[-1] / counts[0] >= 100, "the family spans two orders of magnitude"
+    assert len(FAMILY) >= 5
+
+
+def test_catalog_paths_follow_zoo_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = OmegaConf.load(ZOO_YAML)
+    monkeypatch.setenv("ORCHESTRATOR_ZOO_DIR", str(tmp_path))
+    assert cfg.catalog["zoo-3k"].path == str(tmp_path / "zoo-3k")
+    monkeypatch.delenv("ORCHESTRATOR_ZOO_DIR")
+    assert cfg.catalog["zoo-3k"].path == str(Path.home() / ".cache" / "orchestrator" / "zoo" / "zoo-3k")
+
+
+def test_zoo_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_ZOO_DIR", str(tmp_path / "z"))
+    assert zoo_dir() == tmp_path / "z"
+    monkeypatch.delenv("ORCHESTRATOR_ZOO_DIR")
+    assert zoo_dir() == Path.home() / ".cache" / "orchestrator" / "zoo"
+
+
+def test_build_skips_a_built_member_and_rebuilds_a_stale_one(tmp_path: Path) -> None:
+    name = FAMILY[0].name
+    assert not is_built(tmp_path, [name])
+    [path] = build(tmp_path, names=[name], progress=False)
+    assert path == tmp_path / name and is_built(tmp_path, [name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name], "no temp folders left behind"
+    card = read_card(path)
+    weights = (path / "model.safetensors").stat().st_mtime_ns
+
+    t0 = time.perf_counter()
+    assert build(tmp_path, names=[name], progress=False) == [path]
+    assert time.perf_counter() - t0 < 2, "a built member is not trained again"
+    assert (path / "model.safetensors").stat().st_mtime_ns == weights
+    assert read_card(path) == card
+
+    stale = dict(card, spec_hash="stale")
+    (path / "model_card.json").write_text(json.dumps(stale))
+    assert not is_built(tmp_path, [name])
+    build(tmp_path, names=[name], progress=False)
+    assert read_card(path)["spec_hash"] == card["spec_hash"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
