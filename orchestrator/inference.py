@@ -44,6 +44,7 @@ def run_shard(backend: Backend, task: Task, cell: Cell, shard: Shard) -> list[di
             n_prompt_tokens=backend.count_tokens(req.prompt),
             n_shots=req.n_shots,
             shots_dropped=req.shots_dropped,
+            generated=req.generate,
             generation=text,
             answer=extract_answer(text, task, prompt) if gen else "",
             generation_token_ids=list(gen.token_ids) if gen else [],

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from orchestrator.config import ModelFamily, PromptConfig, SweepConfig
 from orchestrator.tasks.task import Task
 
-RECORD_FORMAT_VERSION = 1  # bump when the code that produces records changes their content
+RECORD_FORMAT_VERSION = 2  # bump when the code that produces records changes their content
 
 
 def stable_hash(payload: object, length: int = 16) -> str:

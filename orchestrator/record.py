@@ -55,6 +55,7 @@ class Record:
     n_prompt_tokens: int = 0
     n_shots: int = 0
     shots_dropped: int = 0
+    generated: bool = True  # False where the prompt style only scores options (free-form metrics do not apply)
     generation: str = ""
     answer: str = ""
     generation_token_ids: list[int] = field(default_factory=list)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import metrics as M
-from orchestrator.metrics import MetricContext, aggregate, registry
+from orchestrator.metrics import MetricContext, aggregate, compute, registry
 from orchestrator.record import Record
 
 LN = math.log
@@ -421,3 +421,12 @@ def test_metrics_import_no_heavy_dependencies():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (done.returncode, done.stdout.strip()) == (0, "")
+
+
+def test_free_form_metrics_do_not_apply_where_nothing_was_generated():
+    """A multiple-choice (log-likelihood) cell generates nothing: exact match is NaN there, not 0."""
+    scored_only = rec(0, generated=False, answer="", targets=["12"], target_token_ids=[3, 4],
+                      generation_token_ids=[])
+    for name in ("exact_match", "char_edit_distance", "token_edit_distance"):
+        assert math.isnan(compute(name, [scored_only])[0]), name
+    assert compute("exact_match", [rec(0, generated=True, answer="12", targets=["12"])]) == [1.0]

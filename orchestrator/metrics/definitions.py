@@ -210,7 +210,7 @@ _MC_NEEDS = ("choice_logprobs", "choice_scores")
     "exact_match",
     kind="discontinuous",
     higher_is_better=True,
-    needs=("targets",),
+    needs=("targets", "generated"),
     chance=_free_form_chance,
 )
 def exact_match(records: Records, ctx: MetricContext) -> list[float]:
@@ -245,7 +245,7 @@ def multiple_choice_grade(records: Records, ctx: MetricContext) -> list[float]:
     "subset_accuracy",
     kind="discontinuous",
     higher_is_better=True,
-    needs=("targets",),
+    needs=("targets", "generated"),
     unit="group",
     chance=_free_form_chance,
 )
@@ -271,7 +271,9 @@ def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
     return groups.min(axis=1).tolist() if n_groups else []
 
 
-@metric("token_edit_distance", kind="continuous", higher_is_better=False, needs=("target_token_ids",))
+@metric(
+    "token_edit_distance", kind="continuous", higher_is_better=False, needs=("target_token_ids", "generated")
+)
 def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     """Levenshtein distance between the generated token ids and the reference target's token ids.
 
@@ -285,7 +287,7 @@ def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     return out
 
 
-@metric("char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets",))
+@metric("char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets", "generated"))
 def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     """Levenshtein distance over characters between the answer and the reference target (targets[0]).
 

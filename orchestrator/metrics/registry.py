@@ -231,9 +231,11 @@ def as_records(records: Sequence[Mapping[str, Any]] | Any) -> list[Mapping[str, 
 
 
 def is_empty(value: Any) -> bool:
-    """True for None, NaN (a missing cell read back from parquet) and zero-length sequences."""
+    """True for None, NaN (a missing cell read back from parquet), False flags and zero-length sequences."""
     if value is None:
         return True
+    if isinstance(value, bool | np.bool_):
+        return not bool(value)
     if isinstance(value, float):
         return math.isnan(value)
     if isinstance(value, (str, bytes)):
