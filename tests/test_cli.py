@@ -67,7 +67,9 @@ def test_plan_prints_grid_and_done_counts(tmp_path, tiny_conf):
 def test_malformed_task_fails_before_any_shard(tmp_path, lines, expected):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(lines) + "\n")
-    r = _cli("run", "experiment=demo", "task=[add_2]", "+tasks.bad.source=jsonl", f"+tasks.bad.url={bad}",
+    (tmp_path / "conf" / "task").mkdir(parents=True)  # a user's task: a yaml in their own config folder
+    (tmp_path / "conf" / "task" / "mine.yaml").write_text(f"# @package tasks.mine\nsource: jsonl\nurl: {bad}\n")
+    r = _cli("run", "experiment=demo", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "task=[add_2,mine]",
              f"storage.root={tmp_path / 'store'}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
              f"sweep.output_dir={tmp_path / 'out'}", cwd=tmp_path)
     assert r.returncode == 2, r.stderr

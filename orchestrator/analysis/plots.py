@@ -24,6 +24,8 @@ CONTINUOUS_COLOR = "#2471a3"
 def plot_task_prompt(curves: Sequence[Curve], path: Path, title: str | None = None) -> Path:
     """Write one PNG with a panel per metric for curves sharing task and prompt style."""
     n = len(curves)
+    if n == 0:
+        raise ValueError(f"no curves to plot into {path}")
     cols = min(3, n)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
