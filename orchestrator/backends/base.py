@@ -54,6 +54,24 @@ class Backend(Protocol):
         ...
 
 
+class TokenizerMixin:
+    """Token counting, decoding and chat formatting shared by backends that hold a HF tokenizer."""
+
+    tokenizer: Any
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def chat(self, text: str) -> str:
+        return apply_chat_template(self.tokenizer, text)
+
+
 # --- generation -----------------------------------------------------------------------------------------------
 
 

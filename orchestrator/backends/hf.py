@@ -25,7 +25,7 @@ from transformers import (
 
 from orchestrator.backends.base import (
     BackendError,
-    apply_chat_template,
+    TokenizerMixin,
     empty_scored,
     finish_generation,
     pair_token_ids,
@@ -91,7 +91,7 @@ class _StopOnStrings(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-class TransformersBackend:
+class TransformersBackend(TokenizerMixin):
     """A Hugging Face causal LM behind the Backend interface."""
 
     name = "transformers"
@@ -156,15 +156,6 @@ class TransformersBackend:
         return 2048
 
     # --- tokens ---------------------------------------------------------------------------------------------
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     # --- generation -----------------------------------------------------------------------------------------
 
@@ -277,9 +268,6 @@ class TransformersBackend:
         return results
 
     # --- chat and lifecycle ---------------------------------------------------------------------------------
-
-    def chat(self, text: str) -> str:
-        return apply_chat_template(self.tokenizer, text)
 
     def close(self) -> None:
         """Drop the weights so a worker can load the next model."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.base import (
     BackendError,
-    apply_chat_template,
+    TokenizerMixin,
     empty_scored,
     finish_generation,
     pair_token_ids,
@@ -30,7 +30,7 @@ from orchestrator.record import Generation, Scored
 log = logging.getLogger(__name__)
 
 
-class VLLMBackend:
+class VLLMBackend(TokenizerMixin):
     """A model served in-process by `vllm.LLM`."""
 
     name = "vllm"
@@ -57,15 +57,6 @@ class VLLMBackend:
         tok = self.tokenizer
         self.eos_ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
         self.start_id = next((t for t in (tok.bos_token_id, tok.eos_token_id) if t is not None), 0)
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
         """All prompts in one call: vLLM schedules its own batches."""
@@ -111,9 +102,6 @@ class VLLMBackend:
                 greedy = greedy and lp.rank == 1
             out[i] = Scored(logprob=sum(lps), token_logprobs=tuple(lps), token_ids=tuple(cont), is_greedy=greedy)
         return out
-
-    def chat(self, text: str) -> str:
-        return apply_chat_template(self.tokenizer, text)
 
     def close(self) -> None:
         self.llm = None
