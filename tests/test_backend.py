@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import sys
 
@@ -358,3 +359,10 @@ def test_vllm_backend_agrees_with_transformers(backend, model_dir, monkeypatch):
     for a, b in zip(v.loglikelihood(pairs), scored, strict=True):
         assert (a.token_ids, a.is_greedy) == (b.token_ids, b.is_greedy)
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+def test_a_continuation_longer_than_the_context_scores_nan_not_an_error(model_dir):
+    backend = _load(model_dir, max_length=16)
+    too_long, fits = backend.loglikelihood([("1+1=", "9" * 40), ("1+1=", "2")])
+    assert math.isnan(too_long.logprob) and too_long.token_ids == ()
+    assert math.isfinite(fits.logprob) and len(fits.token_ids) == 1

@@ -184,6 +184,11 @@ def apply_chat_template(tokenizer: Any, text: str) -> str:
     )
 
 
+def unscorable_scored() -> Scored:
+    """A continuation longer than the model's context: its log-probability is undefined (NaN)."""
+    return Scored(logprob=float("nan"), token_logprobs=(), token_ids=(), is_greedy=False)
+
+
 def empty_scored() -> Scored:
     """The score of an empty continuation: probability one, trivially greedy."""
     return Scored(logprob=0.0, token_logprobs=(), token_ids=(), is_greedy=True)

@@ -30,6 +30,7 @@ from orchestrator.backends.base import (
     finish_generation,
     pair_token_ids,
     truncate_prompt,
+    unscorable_scored,
 )
 from orchestrator.config import BackendConfig, ModelFamily, ModelSize
 from orchestrator.record import Generation, Scored
@@ -206,7 +207,8 @@ class TransformersBackend(TokenizerMixin):
     def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[Scored]:
         """Σ log p(continuation tokens | context), per-token log-probs and greediness, batched by length."""
         items: list[tuple[list[int], list[int]]] = []
-        for context, continuation in pairs:
+        unscorable: set[int] = set()
+        for n, (context, continuation) in enumerate(pairs):
             ctx, cont = pair_token_ids(
                 context,
                 continuation,
@@ -215,14 +217,20 @@ class TransformersBackend(TokenizerMixin):
                 self.start_id,
             )
             if len(cont) > self.max_length:
-                raise BackendError(
-                    f"a continuation of {len(cont)} tokens does not fit the context length {self.max_length}"
-                )
+                # the model cannot score it at all: the record says so (NaN) instead of failing the shard
+                log.warning("a continuation of %d tokens does not fit the context length %d: scored NaN",
+                            len(cont), self.max_length)
+                unscorable.add(n)
+                items.append(([], []))
+                continue
             # the model reads all but the last token; truncate from the left to the context length
             inp = (ctx + cont)[-(self.max_length + 1) :][:-1]
             items.append((inp, cont))
         out: list[Scored | None] = [None] * len(pairs)
-        order = sorted(range(len(items)), key=lambda i: len(items[i][0]), reverse=True)
+        for n in unscorable:
+            out[n] = unscorable_scored()
+        order = sorted((i for i in range(len(items)) if i not in unscorable), key=lambda i: len(items[i][0]),
+                       reverse=True)
         for start in range(0, len(order), self.batch_size):
             idx = [i for i in order[start : start + self.batch_size] if items[i][1]]
             for i in order[start : start + self.batch_size]:
