@@ -430,3 +430,10 @@ def test_free_form_metrics_do_not_apply_where_nothing_was_generated():
     for name in ("exact_match", "char_edit_distance", "token_edit_distance"):
         assert math.isnan(compute(name, [scored_only])[0]), name
     assert compute("exact_match", [rec(0, generated=True, answer="12", targets=["12"])]) == [1.0]
+
+
+def test_an_unscorable_option_makes_multiple_choice_metrics_nan():
+    """An option longer than the model's context has no log-probability: no grade, no Brier score."""
+    r = rec(0, choices=["a", "b"], choice_scores=[1.0, 0.0], choice_logprobs=[float("nan"), -1.0])
+    for name in ("multiple_choice_grade", "brier_score", "correct_option_prob"):
+        assert math.isnan(compute(name, [r])[0]), name
