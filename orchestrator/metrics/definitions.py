@@ -161,7 +161,7 @@ def _mc(record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     scores = as_floats(record.get("choice_scores"))
     if len(lp) == 0 or len(lp) != len(scores):
         return None
-    if not np.all(np.isfinite(lp)):
+    if np.any(np.isnan(lp)):
         return None  # an option the model could not score (longer than its context): no grade
     return lp, scores
 
