@@ -1,7 +1,7 @@
 """The `orchestrator` command: run, plan, zoo, ui.
 
     orchestrator run experiment=demo                 run (or resume) the demo sweep
-    orchestrator run experiment=demo 'model.sizes=[zoo-3k,zoo-300k]' 'task=[add_4]' 'prompt=[zero_shot]'
+    orchestrator run experiment=demo 'model.sizes=[zoo-3k,zoo-300k]' 'task=[add_3]' 'prompt=[zero_shot]'
     orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
     orchestrator zoo build                           train the embedded model family (CPU, minutes)
     orchestrator ui                                  open the MLflow UI on the tracking store
