@@ -43,13 +43,18 @@ COLUMNS = [
 
 
 def compare_prompts(
-    curves: Sequence[Curve], verdicts: Sequence[Verdict] = (), reference: str | None = None
+    curves: Sequence[Curve],
+    verdicts: Sequence[Verdict] = (),
+    reference: str | None = None,
+    min_effect: float = 0.0,
 ) -> pd.DataFrame:
     """One row per task x metric x prompt style: its transition scale and its shift from `reference`.
 
     `reference` defaults to "zero_shot" where a task has it, else the task's
     first style in alphabetical order. `label` comes from `verdicts` when
     given (matched on task, prompt and metric), else it is empty.
+    `min_effect` is what "above baseline" needs where a curve has no
+    intervals (`transition_index`).
     """
     labels = {(v.task, v.prompt, v.metric): v.label for v in verdicts}
     groups: dict[tuple[str, str], list[Curve]] = {}
@@ -60,7 +65,7 @@ def compare_prompts(
         prompts = sorted({c.prompt for c in group})
         ref = reference if reference in prompts else DEFAULT_REFERENCE if DEFAULT_REFERENCE in prompts else prompts[0]
         grid = sorted({float(x) for c in group for x in c.x})
-        trans = {c.prompt: _transition(c) for c in sorted(group, key=lambda c: c.prompt)}
+        trans = {c.prompt: _transition(c, min_effect) for c in sorted(group, key=lambda c: c.prompt)}
         ref_scale = trans[ref][0]
         for c in sorted(group, key=lambda c: c.prompt):
             scale, model = trans[c.prompt]
@@ -82,8 +87,8 @@ def compare_prompts(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _transition(c: Curve) -> tuple[float | None, str | None]:
-    i = transition_index(c)
+def _transition(c: Curve, min_effect: float) -> tuple[float | None, str | None]:
+    i = transition_index(c, min_effect)
     if i is None:
         return None, None
     return float(c.x[i]), c.models[i] if i < len(c.models) else None

@@ -158,7 +158,7 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
 
     o_raw = _oriented_raw(y, curve.higher_is_better)
     decades = np.diff(np.log10(x)) if n > 1 else np.array([])
-    t_idx = transition_index(curve)
+    t_idx = transition_index(curve, cfg.min_effect)
     nums = dict(
         n_sizes=n,
         axis=axis,
@@ -199,14 +199,15 @@ def judge_all(curves: Sequence[Curve], cfg: AnalysisConfig | None = None) -> lis
     return [judge(c, cfg) for c in curves]
 
 
-def transition_index(curve: Curve) -> int | None:
+def transition_index(curve: Curve, min_effect: float = 0.0) -> int | None:
     """Index of the smallest size from which the score stays reliably above baseline, else None.
 
     Baseline is the metric's chance score, or the first size's upper bound when
     chance is None; "reliably above" means lo > baseline (hi < baseline for a
-    lower-is-better metric), or the point itself where the interval is
-    missing. The score must stay there at every larger size, so one lucky
-    small model does not set the scale (cf. Wei et al. 2022's "emergence
+    lower-is-better metric), or, where the interval is missing (published
+    scores), the point itself at least `min_effect` past the baseline. The
+    score must stay there at every larger size, so one lucky small model does
+    not set the scale (cf. Wei et al. 2022's "emergence
     threshold", read off the curve where it leaves chance).
     """
     x, y, lo, hi, _ = _points(curve)
@@ -220,7 +221,7 @@ def transition_index(curve: Curve) -> int | None:
         thr = float(edge if math.isfinite(edge) else y[0])
     bound = lo if up else hi
     reliable = [
-        (b > thr if up else b < thr) if math.isfinite(b) else (v > thr if up else v < thr)
+        (b > thr if up else b < thr) if math.isfinite(b) else (v - thr >= min_effect if up else thr - v >= min_effect)
         for v, b in zip(y, bound, strict=True)
     ]
     first = None
@@ -234,9 +235,9 @@ def transition_index(curve: Curve) -> int | None:
     return curve.x.index(float(x[first])) if float(x[first]) in curve.x else first
 
 
-def transition_scale(curve: Curve) -> float | None:
+def transition_scale(curve: Curve, min_effect: float = 0.0) -> float | None:
     """Parameters at `transition_index`, or None when the score never stays reliably above baseline."""
-    i = transition_index(curve)
+    i = transition_index(curve, min_effect)
     return None if i is None else float(curve.x[i])
 
 
