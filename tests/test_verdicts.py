@@ -317,6 +317,15 @@ def test_mc_grade_is_paired_with_brier_not_with_edit_distance():
     ]
     assert counterparts("exact_match", ["brier_score", "target_logprob"]) == ["target_logprob"]
     assert counterparts("my_metric", ["calibration_ece", "brier_score"]) == ["brier_score"]
+    # a continuous metric this project does not name (a user's, a published table's) pairs with either kind
+    assert counterparts("exact_match", ["partial_credit", "correct_option_prob", "calibration_ece", "bleu"]) == [
+        "bleu",
+        "partial_credit",
+    ]
+    assert counterparts("multiple_choice_grade", ["bleu", "option_entropy", "brier_score"]) == [
+        "brier_score",
+        "option_entropy",
+    ]
     curves = [
         curve([0.25, 0.25, 0.25, 0.25, 0.7], metric="multiple_choice_grade", chance=0.25, task="mc"),
         curve(

@@ -12,11 +12,16 @@ what the continuous metrics of the same outputs say, and the converse
 Which continuous metrics read "the same outputs" as a discontinuous one:
 
 - exact_match, subset_accuracy (generations): token_edit_distance,
-  char_edit_distance, target_logprob, target_token_prob;
+  char_edit_distance, target_logprob, target_token_prob, the partial-credit
+  scores BIG-bench reports (bleu, bleurt, rouge*, sequence_f1), then any other
+  continuous metric of the task x prompt (a user's, or a published table's)
+  except those that read option log-likelihoods;
 - multiple_choice_grade (option log-likelihoods): brier_score,
-  correct_option_prob (Schaeffer et al. sec. 4 replace MC grade by Brier);
-- any other metric: every continuous curve of the task x prompt, except
-  calibration_ece (a calibration error, not a measure of getting it right).
+  correct_option_prob (Schaeffer et al. sec. 4 replace MC grade by Brier),
+  then any other continuous metric except those that read generations;
+- any other metric: every continuous curve of the task x prompt.
+calibration_ece (a calibration error, not a measure of getting it right) is
+never a counterpart.
 """
 
 from __future__ import annotations
@@ -29,12 +34,30 @@ import pandas as pd
 from orchestrator.analysis.curves import Curve
 from orchestrator.analysis.verdicts import Verdict, format_params
 
-GENERATION_COUNTERPARTS = ("token_edit_distance", "char_edit_distance", "target_logprob", "target_token_prob")
+GENERATION_COUNTERPARTS = (
+    "token_edit_distance",
+    "char_edit_distance",
+    "target_logprob",
+    "target_token_prob",
+    # partial-credit scores of the same generations, as BIG-bench results files report them
+    "bleu",
+    "bleurt",
+    "rouge1",
+    "rouge2",
+    "rougeLsum",
+    "sequence_f1",
+)
 OPTION_COUNTERPARTS = ("brier_score", "correct_option_prob")
 COUNTERPARTS: dict[str, tuple[str, ...]] = {
     "exact_match": GENERATION_COUNTERPARTS,
     "subset_accuracy": GENERATION_COUNTERPARTS,
     "multiple_choice_grade": OPTION_COUNTERPARTS,
+}
+# what a discontinuous metric never pairs with: the continuous scores of the other kind of output
+OTHER_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "exact_match": OPTION_COUNTERPARTS,
+    "subset_accuracy": OPTION_COUNTERPARTS,
+    "multiple_choice_grade": GENERATION_COUNTERPARTS,
 }
 NOT_PERFORMANCE = frozenset({"calibration_ece"})
 
@@ -61,10 +84,13 @@ COLUMNS = [
 
 
 def counterparts(metric: str, available: Sequence[str]) -> list[str]:
-    """The continuous metrics among `available` that read the same outputs as discontinuous `metric`."""
-    if metric in COUNTERPARTS:
-        return [m for m in COUNTERPARTS[metric] if m in available]
-    return [m for m in available if m not in NOT_PERFORMANCE]
+    """The continuous metrics among `available` that read the same outputs as discontinuous `metric`.
+
+    The named counterparts first, in their order, then the others in the order given.
+    """
+    named = [m for m in COUNTERPARTS.get(metric, ()) if m in available]
+    excluded = set(named) | set(OTHER_OUTPUTS.get(metric, ())) | NOT_PERFORMANCE
+    return named + [m for m in available if m not in excluded]
 
 
 def mirage_table(curves: Sequence[Curve], verdicts: Sequence[Verdict]) -> pd.DataFrame:
@@ -127,9 +153,21 @@ def _with_kind(v: Verdict, kind: str) -> Verdict:
     return replace(v, kind=kind)
 
 
-def summary(table: pd.DataFrame) -> str:
-    """One sentence: how many emergent discontinuous curves the continuous metrics call smooth."""
+def summary(table: pd.DataFrame, verdicts: Sequence[Verdict] = ()) -> str:
+    """One sentence: how many emergent discontinuous curves the continuous metrics call smooth.
+
+    With `verdicts`, an empty table tells "nothing emergent" from "emergent,
+    but no metric of the other kind on the same outputs to check against".
+    """
     if table.empty:
+        emergent = sorted({v.key for v in verdicts if v.label == "emergent"})
+        if emergent:
+            names = ", ".join(emergent[:3]) + (", ..." if len(emergent) > 3 else "")
+            return (
+                f"{len(emergent)} curve(s) are emergent ({names}), "
+                "but no metric of the other kind scores the same outputs: add one (e.g. token_edit_distance, "
+                "target_logprob, brier_score) to check them."
+            )
         return "No curve is emergent under any metric."
     disc = table[table["emergent_under"] == "discontinuous"]
     keys = {(r.task, r.prompt, r.discontinuous_metric) for r in disc.itertuples()}

@@ -50,8 +50,8 @@ def analyse(curves: Sequence[Curve], cfg: AnalysisConfig | None = None) -> Analy
         verdicts=verdicts,
         verdict_table=verdict_table(verdicts),
         mirage=mirage,
-        comparison=compare_prompts(curves, verdicts, reference=cfg.reference_prompt),
-        summary=mirage_summary(mirage),
+        comparison=compare_prompts(curves, verdicts, reference=cfg.reference_prompt, min_effect=cfg.min_effect),
+        summary=mirage_summary(mirage, verdicts),
     )
 
 
@@ -147,7 +147,7 @@ def build_report(
         _counts(vt),
         _table(vt, VERDICT_COLUMNS, label_cols={"label"}, table_id="verdict-table"),
         '<h2 id="mirage">Mirage table: emergent under one metric, what do the others say?</h2>',
-        f"<p>{_e(mirage_summary(mirage))}</p>",
+        f"<p>{_e(mirage_summary(mirage, verdicts))}</p>",
         _table(mirage, MIRAGE_COLUMNS, label_cols={"discontinuous_label", "continuous_label"}, table_id="mirage-table"),
         '<h2 id="prompts">Prompt styles: where each curve leaves baseline</h2>',
         _table(comparison, COMPARE_COLUMNS, label_cols={"label"}, table_id="compare-table"),
