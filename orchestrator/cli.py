@@ -5,6 +5,8 @@
     orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
     orchestrator zoo build                           train the embedded model family (CPU, minutes)
     orchestrator ui                                  open the MLflow UI on the tracking store
+    orchestrator judge path/to/modified_arithmetic/results --family 'BIG-G T=0' --out judged/
+                                                     verdicts + mirage table for published scores
 
 Everything after the subcommand is a Hydra override (key=value, group=option,
 'group=[a,b]', +new.key=value). Bad input exits with code 2 and a message that
@@ -194,6 +196,63 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    """Verdicts, mirage table and report for published scores: BIG-bench results files or a long CSV."""
+    import json
+
+    from orchestrator import store
+    from orchestrator.analysis.external import ExternalDataError, curves_from_bigbench, curves_from_csv
+    from orchestrator.analysis.report import analyse
+    from orchestrator.config import AnalysisConfig
+    from orchestrator.metrics import available
+    from orchestrator.scoring import metric_info
+
+    try:
+        if args.source.endswith(".csv"):
+            files = store.read_matching(args.source, "*.csv")
+            if not files:
+                raise UserError(f"{args.source}: no such file")
+            ext = curves_from_csv(files[0][1], files[0][0], metric_info(available()))
+        else:
+            files = store.read_matching(args.source, "scores_*.json")
+            parsed = []
+            for name, text in files:
+                try:
+                    parsed.append((name, json.loads(text)))
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{name}: not valid JSON ({e})") from e
+            ext = curves_from_bigbench(parsed, family=args.family, shots=args.shots, x=args.x)
+    except FileNotFoundError as e:
+        raise UserError(f"{args.source}: not found ({e})") from e
+    except ExternalDataError as e:
+        raise UserError(str(e)) from e
+    if not ext.curves:
+        raise UserError(f"{args.source}: no scores left after --family/--shots; families: {', '.join(ext.families)}")
+    analysis = analyse(ext.curves, AnalysisConfig())
+    print(f"{len(ext.curves)} curves from {len(files)} file(s)" +
+          (f"; left out metrics: {', '.join(ext.skipped_metrics)}" if ext.skipped_metrics else ""))
+    cols = ["task", "prompt", "metric", "label", "emergence_score", "baseline", "transition_scale"]
+    with _pd_options():
+        print("\nverdicts:")
+        print(analysis.verdict_table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if not analysis.mirage.empty:
+            print("\nmirage table:")
+            print(analysis.mirage[["task", "prompt", "flag"]].to_string(index=False))
+    print(f"\nmirage check: {analysis.summary}")
+    if args.out:
+        from orchestrator.analysis.report import build_report
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        analysis.verdict_table.to_csv(out / "verdicts.csv", index=False)
+        analysis.mirage.to_csv(out / "mirage.csv", index=False)
+        report = build_report(ext.curves, analysis.verdicts, analysis.mirage, analysis.comparison, None,
+                              out / "report.html", title=f"Published scores: {args.source}",
+                              figures_dir=out / "figures")
+        print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="orchestrator",
@@ -228,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
         rs.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. 'metrics.names=[...]'")
         rs.add_argument("--root", default="results", help="the store root the sweep was written to")
         rs.set_defaults(func=cmd_rescore)
+    j = sub.add_parser("judge", help="verdicts and mirage table for published scores (BIG-bench results, CSV)")
+    j.add_argument("source", help="a folder or URL holding BIG-bench scores_*.json files, or a long CSV (*.csv)")
+    j.add_argument("--family", default=None, help="BIG-bench model_family to read, e.g. 'BIG-G T=0'")
+    j.add_argument("--shots", type=int, default=None, help="keep one number_of_shots (default: one curve each)")
+    j.add_argument("--x", default="non_embedding_params",
+                   choices=["non_embedding_params", "total_params", "flop_matched_non_embedding_params"])
+    j.add_argument("--out", default=None, help="folder for verdicts.csv, mirage.csv and report.html")
+    j.set_defaults(func=cmd_judge)
     u = with_overrides(sub.add_parser("ui", help="open the MLflow UI on the sweep's tracking store"))
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)

@@ -136,3 +136,21 @@ class SweepStore:
         url = join(self.url, name)
         write_atomic(url, data)
         return url
+
+
+def read_matching(url: str, name_glob: str) -> list[tuple[str, str]]:
+    """(url, text) of every file named like `name_glob` at or below `url`, sorted; a file URL reads that file.
+
+    For published results laid out in folders, e.g. BIG-bench's
+    benchmark_tasks/<task>/results/scores_*.json, on any fsspec filesystem.
+    """
+    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    if fs.isfile(path):
+        paths = [path]
+    else:
+        paths = sorted(fs.glob(f"{path.rstrip('/')}/**/{name_glob}"))
+    out = []
+    for p in paths:
+        with fs.open(p, "rt", encoding="utf-8") as f:
+            out.append((fs.unstrip_protocol(p) if not isinstance(fs, LocalFileSystem) else p, f.read()))
+    return out

@@ -1,0 +1,307 @@
+"""Curves from scores published elsewhere: BIG-bench results files and long CSV tables. Pure.
+
+Why: the question "is it emergent, or is it the metric?" is asked of published
+numbers as often as of a new sweep. These parsers turn such numbers into the
+same `Curve`s a sweep produces, so `analyse` gives them the same verdicts,
+mirage table and report (`orchestrator judge`). Reading files is the caller's
+job (cli.py through store.py); everything here takes parsed JSON or CSV text.
+
+Two formats:
+
+- BIG-bench results files, `bigbench/benchmark_tasks/<task>/results/scores_<family>_<model>.json`,
+  as written by BIG-bench's `bigbench/api/results.py` (`ResultsFileData`):
+  `{"model": ModelData, "scores": [ScoreData, ...], "task": {"task_name": ...}}`,
+  where ModelData has `model_family`, `model_name`, `total_params`,
+  `non_embedding_params`, ... and each ScoreData has `score_dict`
+  (metric -> value, raw, not BIG-bench's x100 renormalisation),
+  `preferred_score`, `number_of_shots`, `low_score`, `high_score` and
+  `subtask_description`. BIG-bench metric names are mapped to this project's
+  where the two compute the same thing (`BIGBENCH_METRICS`); the preferred
+  metric's `low_score` is its random-chance score (json_task.py sets it to the
+  mean over examples of mean(target_scores) for multiple_choice_grade).
+  The files carry no intervals: verdicts then count a change when it reaches
+  the configured minimum effect, and say so in their caveats.
+- A long CSV, one row per (model size, metric): `task, prompt, model, params,
+  metric, mean` required; `kind` and `higher_is_better` required for metrics
+  this project does not define; optional `lo, hi` (an interval), `chance`,
+  and `read_precision` (the half-width of a figure reading, used as the
+  interval when `lo`/`hi` are empty). The format of tests/fixtures/literature.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from orchestrator.analysis.curves import Curve
+
+
+class ExternalDataError(ValueError):
+    """Published scores that cannot be read: names the source, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How one BIG-bench metric enters the analysis."""
+
+    name: str  # this project's name for it
+    kind: str  # "discontinuous" | "continuous"
+    higher_is_better: bool
+
+
+# BIG-bench metric -> this project's metric. Same computation where the name is
+# this project's (brier_score follows BIG-bench's calibration_multiple_choice_brier_score
+# exactly; target_logprob is the log-likelihood of the target, as BIG-bench's
+# generative log_likelihood); BIG-bench's own name otherwise.
+BIGBENCH_METRICS: dict[str, MetricSpec] = {
+    "exact_str_match": MetricSpec("exact_match", "discontinuous", True),
+    "case_insensitive_str_match": MetricSpec("case_insensitive_str_match", "discontinuous", True),
+    "multiple_choice_grade": MetricSpec("multiple_choice_grade", "discontinuous", True),
+    "numeric_match_with_0_1_relative_error": MetricSpec("numeric_match_with_0_1_relative_error", "discontinuous", True),
+    "calibration_multiple_choice_brier_score": MetricSpec("brier_score", "continuous", False),
+    "expected_calibration_error": MetricSpec("calibration_ece", "continuous", False),
+    "log_likelihood": MetricSpec("target_logprob", "continuous", True),
+    "bleu": MetricSpec("bleu", "continuous", True),
+    "bleurt": MetricSpec("bleurt", "continuous", True),
+    "rouge1": MetricSpec("rouge1", "continuous", True),
+    "rouge2": MetricSpec("rouge2", "continuous", True),
+    "rougeLsum": MetricSpec("rougeLsum", "continuous", True),
+    "sequence_f1": MetricSpec("sequence_f1", "continuous", True),
+}
+
+X_FIELDS = ("non_embedding_params", "total_params", "flop_matched_non_embedding_params")
+
+
+@dataclass(frozen=True)
+class External:
+    """Curves read from published scores, and what was left out and why."""
+
+    curves: list[Curve]
+    families: tuple[str, ...]
+    skipped_metrics: tuple[str, ...]
+
+
+def bigbench_families(results: Iterable[tuple[str, Mapping]]) -> list[str]:
+    """The model families present in parsed BIG-bench results files."""
+    return sorted({str(_model(src, d).get("model_family")) for src, d in results})
+
+
+def curves_from_bigbench(
+    results: Iterable[tuple[str, Mapping]],
+    family: str | None = None,
+    shots: int | None = None,
+    x: str = "non_embedding_params",
+) -> External:
+    """Curves (one per subtask x number of shots x metric) from parsed BIG-bench results files.
+
+    `results` pairs each file's name (for error messages) with its parsed JSON.
+    With several model families present, `family` must pick one (a curve is
+    one family); `shots` keeps one number of shots; `x` is the ModelData field
+    used as scale. Metrics not in BIGBENCH_METRICS are left out and listed.
+    """
+    if x not in X_FIELDS:
+        raise ExternalDataError(f"x={x!r} is not a BIG-bench ModelData size field; use one of {', '.join(X_FIELDS)}")
+    results = list(results)
+    if not results:
+        raise ExternalDataError("no BIG-bench results files (scores_*.json) were found at the given location")
+    families = bigbench_families(results)
+    if family is None and len(families) > 1:
+        raise ExternalDataError(
+            f"the results hold {len(families)} model families ({', '.join(families)}); "
+            "a curve is one family: pick one with --family"
+        )
+    if family is not None and family not in families:
+        raise ExternalDataError(f"family {family!r} is not in the results; they hold: {', '.join(families)}")
+    chosen = family or families[0]
+
+    points: dict[tuple[str, str, str], dict[float, tuple[str, float, float | None]]] = {}
+    skipped: set[str] = set()
+    for src, d in results:
+        model = _model(src, d)
+        if str(model.get("model_family")) != chosen:
+            continue
+        size = _number(src, model, x, "model." + x)
+        name = str(model.get("model_name", size))
+        task_name = str((d.get("task") or {}).get("task_name", "")) if isinstance(d.get("task"), Mapping) else ""
+        entries = d.get("scores")
+        if not isinstance(entries, list):
+            raise ExternalDataError(f"{src}: field 'scores' must be a list of ScoreData, got {type(entries).__name__}")
+        for i, e in enumerate(entries):
+            if not isinstance(e, Mapping) or not isinstance(e.get("score_dict"), Mapping):
+                raise ExternalDataError(f"{src}: scores[{i}] has no 'score_dict' object")
+            n_shots = int(_number(src, e, "number_of_shots", f"scores[{i}].number_of_shots"))
+            if shots is not None and n_shots != shots:
+                continue
+            task = str(e.get("subtask_description") or task_name or src)
+            prompt = f"{n_shots}-shot"
+            preferred = e.get("preferred_score")
+            for metric, value in e["score_dict"].items():
+                spec = BIGBENCH_METRICS.get(metric)
+                if spec is None:
+                    skipped.add(metric)
+                    continue
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise ExternalDataError(f"{src}: scores[{i}].score_dict.{metric} must be a number, got {value!r}")
+                chance = e.get("low_score") if metric == preferred else None
+                key = (task, prompt, spec.name)
+                if size in points.setdefault(key, {}):
+                    raise ExternalDataError(
+                        f"{src}: a second score for {task} / {prompt} / {metric} at {x}={size:g} "
+                        f"(model {name}); two files describe the same model: keep one, or pick a --family"
+                    )
+                points[key][size] = (name, float(value), None if chance is None else float(chance))
+    out = []
+    for (task, prompt, metric), by_x in sorted(points.items()):
+        spec = next(s for s in BIGBENCH_METRICS.values() if s.name == metric)
+        xs = sorted(by_x)
+        ys = [by_x[v][1] for v in xs]
+        chances = [by_x[v][2] for v in xs if by_x[v][2] is not None]
+        out.append(
+            Curve(
+                task=task,
+                prompt=prompt,
+                metric=metric,
+                x=tuple(xs),
+                y=tuple(ys),
+                lo=tuple(math.nan for _ in xs),
+                hi=tuple(math.nan for _ in xs),
+                models=tuple(by_x[v][0] for v in xs),
+                chance=sum(chances) / len(chances) if chances else None,
+                higher_is_better=spec.higher_is_better,
+                kind=spec.kind,
+                meta={"source": "BIG-bench results", "family": chosen, "x": x},
+            )
+        )
+    return External(curves=out, families=tuple(families), skipped_metrics=tuple(sorted(skipped)))
+
+
+CSV_REQUIRED = ("task", "prompt", "model", "params", "metric", "mean")
+
+
+def curves_from_csv(text: str, source: str, metric_info: Mapping[str, Mapping[str, object]]) -> External:
+    """Curves from a long CSV (module docstring): one per task x prompt x metric, sorted by params.
+
+    `metric_info` gives kind and direction of the metrics this project
+    defines (scoring.metric_info); rows of other metrics must carry `kind`
+    and `higher_is_better` themselves.
+    """
+    try:
+        df = pd.read_csv(io.StringIO(text), comment="#", skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ExternalDataError(f"{source}: not a readable CSV ({e})") from e
+    missing = [c for c in CSV_REQUIRED if c not in df.columns]
+    if missing:
+        raise ExternalDataError(
+            f"{source}: missing column(s) {', '.join(missing)}; a published-scores CSV needs "
+            f"{', '.join(CSV_REQUIRED)} (optional: kind, higher_is_better, lo, hi, chance, read_precision)"
+        )
+    out = []
+    for (task, prompt, metric), g in df.groupby(["task", "prompt", "metric"], sort=True):
+        rows = g.sort_values("params")
+        line = int(rows.index[0]) + 2  # header is line 1
+        if rows["params"].duplicated().any():
+            dup = rows.loc[rows["params"].duplicated(), "params"].iloc[0]
+            raise ExternalDataError(f"{source}: two rows for {task} / {prompt} / {metric} at params={float(dup):g}")
+        kind, hib = _csv_kind(source, line, str(metric), rows, metric_info)
+        xs = [_csv_float(source, r, "params") for r in rows.itertuples()]
+        if any(not v > 0 for v in xs):
+            raise ExternalDataError(f"{source}: params must be > 0 for {task} / {prompt} / {metric}, got {xs}")
+        ys = [_csv_float(source, r, "mean") for r in rows.itertuples()]
+        lo, hi = [], []
+        for r, y in zip(rows.itertuples(), ys, strict=True):
+            rlo, rhi = _opt(r, "lo"), _opt(r, "hi")
+            prec = _opt(r, "read_precision")
+            if math.isnan(rlo) and math.isnan(rhi) and not math.isnan(prec):
+                rlo, rhi = y - prec, y + prec
+            lo.append(rlo)
+            hi.append(rhi)
+        chances = [c for c in (_opt(r, "chance") for r in rows.itertuples()) if not math.isnan(c)]
+        out.append(
+            Curve(
+                task=str(task),
+                prompt=str(prompt),
+                metric=str(metric),
+                x=tuple(xs),
+                y=tuple(ys),
+                lo=tuple(lo),
+                hi=tuple(hi),
+                models=tuple(str(m) for m in rows["model"]),
+                chance=sum(chances) / len(chances) if chances else None,
+                higher_is_better=hib,
+                kind=kind,
+                meta={"source": source},
+            )
+        )
+    if not out:
+        raise ExternalDataError(f"{source}: no rows")
+    return External(curves=out, families=(), skipped_metrics=())
+
+
+def _model(src: str, d: Mapping) -> Mapping:
+    if not isinstance(d, Mapping) or not isinstance(d.get("model"), Mapping):
+        raise ExternalDataError(f"{src}: not a BIG-bench results file (no 'model' object with the model's sizes)")
+    return d["model"]
+
+
+def _number(src: str, obj: Mapping, key: str, where: str) -> float:
+    v = obj.get(key)
+    if not isinstance(v, int | float) or isinstance(v, bool) or math.isnan(float(v)):
+        raise ExternalDataError(f"{src}: {where} must be a number, got {v!r}")
+    return float(v)
+
+
+def _csv_kind(source, line, metric, rows, metric_info) -> tuple[str, bool]:
+    known = metric_info.get(metric)
+    kind = _first(rows, "kind")
+    hib = _first(rows, "higher_is_better")
+    if kind is None:
+        if known is None:
+            raise ExternalDataError(
+                f"{source}:{line}: metric {metric!r} is not one of this project's; give its 'kind' "
+                "(discontinuous | continuous) and 'higher_is_better' (true | false) columns"
+            )
+        kind = known["kind"]
+    if str(kind) not in ("discontinuous", "continuous"):
+        raise ExternalDataError(f"{source}:{line}: kind={kind!r} for {metric}; use discontinuous or continuous")
+    if hib is None:
+        if known is None:
+            raise ExternalDataError(f"{source}:{line}: metric {metric!r} needs a 'higher_is_better' value")
+        hib = known["higher_is_better"]
+    if isinstance(hib, str):
+        if hib.strip().lower() not in ("true", "false"):
+            raise ExternalDataError(f"{source}:{line}: higher_is_better={hib!r} for {metric}; use true or false")
+        hib = hib.strip().lower() == "true"
+    return str(kind), bool(hib)
+
+
+def _first(rows: pd.DataFrame, col: str):
+    if col not in rows.columns:
+        return None
+    vals = rows[col].dropna().unique()
+    return vals[0] if len(vals) else None
+
+
+def _csv_float(source: str, row, col: str) -> float:
+    v = getattr(row, col)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ExternalDataError(f"{source}:{int(row.Index) + 2}: {col}={v!r} is not a number") from None
+    if math.isnan(f):
+        raise ExternalDataError(f"{source}:{int(row.Index) + 2}: {col} is empty")
+    return f
+
+
+def _opt(row, col: str) -> float:
+    """An optional number: NaN when the column is absent or the cell empty; an error when it is not a number."""
+    v = getattr(row, col, None)
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ExternalDataError(f"line {int(row.Index) + 2}: {col}={v!r} is not a number (leave it empty)") from None
