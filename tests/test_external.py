@@ -94,6 +94,10 @@ def test_bigbench_results_become_curves_with_mapped_metrics_and_chance():
     assert total.x[0] == int(2e6 * 1.2)
     only0 = curves_from_bigbench(family_files(shots=(0, 2)), shots=0).curves
     assert {c.prompt for c in only0} == {"0-shot"}
+    gap = family_files()
+    gap[5][1]["scores"][0]["score_dict"]["bleu"] = math.nan  # json.loads reads NaN: that size drops out
+    bleu = next(c for c in curves_from_bigbench(gap).curves if c.metric == "bleu")
+    assert len(bleu.x) == len(BIG_G) - 1 and "422m" not in bleu.models
 
 
 def test_exact_match_of_a_smooth_per_token_accuracy_is_flagged_as_a_mirage():

@@ -146,6 +146,8 @@ def curves_from_bigbench(
                     continue
                 if not isinstance(value, int | float) or isinstance(value, bool):
                     raise ExternalDataError(f"{src}: scores[{i}].score_dict.{metric} must be a number, got {value!r}")
+                if math.isnan(value):
+                    continue  # NaN: no score at this size, as a sweep's unscorable cell
                 chance = e.get("low_score") if metric == preferred else None
                 key = (task, prompt, spec.name)
                 if size in points.setdefault(key, {}):
