@@ -222,12 +222,18 @@ def cmd_judge(args: argparse.Namespace) -> int:
                 except json.JSONDecodeError as e:
                     raise UserError(f"{name}: not valid JSON ({e})") from e
             ext = curves_from_bigbench(parsed, family=args.family, shots=args.shots, x=args.x)
-    except FileNotFoundError as e:
-        raise UserError(f"{args.source}: not found ({e})") from e
     except ExternalDataError as e:
-        raise UserError(str(e)) from e
+        raise UserError(f"{args.source}: {e}" if args.source not in str(e) else str(e)) from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{args.source}: a file is not UTF-8 text ({e})") from e
+    except (OSError, ValueError) as e:  # missing path, unknown protocol, no network, ...
+        raise UserError(f"{args.source}: cannot read it ({type(e).__name__}: {e})") from e
     if not ext.curves:
-        raise UserError(f"{args.source}: no scores left after --family/--shots; families: {', '.join(ext.families)}")
+        left = f"; metrics left out (not BIG-bench metrics this project maps): {', '.join(ext.skipped_metrics)}" \
+            if ext.skipped_metrics else ""
+        raise UserError(f"{args.source}: no scores left (--family {args.family!r}, --shots {args.shots}){left}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file; give a folder for verdicts.csv, mirage.csv and report.html")
     analysis = analyse(ext.curves, AnalysisConfig())
     print(f"{len(ext.curves)} curves from {len(files)} file(s)" +
           (f"; left out metrics: {', '.join(ext.skipped_metrics)}" if ext.skipped_metrics else ""))

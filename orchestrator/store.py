@@ -13,9 +13,11 @@ imports fsspec.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import os
+import posixpath
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -143,14 +145,15 @@ def read_matching(url: str, name_glob: str) -> list[tuple[str, str]]:
 
     For published results laid out in folders, e.g. BIG-bench's
     benchmark_tasks/<task>/results/scores_*.json, on any fsspec filesystem.
+    Only file names are matched, so brackets or stars in `url` are literal.
     """
     fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
     if fs.isfile(path):
         paths = [path]
     else:
-        paths = sorted(fs.glob(f"{path.rstrip('/')}/**/{name_glob}"))
+        paths = sorted(p for p in fs.find(path) if fnmatch.fnmatchcase(posixpath.basename(p), name_glob))
     out = []
     for p in paths:
         with fs.open(p, "rt", encoding="utf-8") as f:
-            out.append((fs.unstrip_protocol(p) if not isinstance(fs, LocalFileSystem) else p, f.read()))
+            out.append((p if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(p), f.read()))
     return out

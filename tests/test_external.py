@@ -127,7 +127,7 @@ def test_bigbench_results_errors_name_the_file_and_the_fix():
         curves_from_bigbench(twice)
     bad = family_files()
     bad[3][1]["model"]["non_embedding_params"] = "125m"
-    with pytest.raises(ExternalDataError, match=r"T=0_125m.json: model.non_embedding_params must be a number"):
+    with pytest.raises(ExternalDataError, match=r"T=0_125m.json: model.non_embedding_params must be a finite number"):
         curves_from_bigbench(bad)
     bad = family_files()
     bad[0][1]["scores"][0]["score_dict"]["exact_str_match"] = "0.1"
@@ -206,11 +206,14 @@ def test_judge_command_reads_a_bigbench_folder_and_writes_a_report(tmp_path, cap
 
 def test_judge_command_reads_any_fsspec_url_and_a_csv(tmp_path, capsys):
     fs = fsspec.filesystem("memory")
-    for name, data in family_files():
-        with fs.open(f"/judge-test/modified_arithmetic/results/{name}", "w") as f:
-            f.write(json.dumps(data))
-    assert main(["judge", "memory://judge-test"]) == 0
-    assert "emergent under exact_match" in capsys.readouterr().out
+    try:
+        for name, data in family_files():
+            with fs.open(f"/judge-test/modified_arithmetic/results/{name}", "w") as f:
+                f.write(json.dumps(data))
+        assert main(["judge", "memory://judge-test"]) == 0
+        assert "emergent under exact_match" in capsys.readouterr().out
+    finally:
+        fs.rm("/judge-test", recursive=True)
     csv = tmp_path / "pub.csv"
     csv.write_text(CSV)
     assert main(["judge", str(csv)]) == 0
@@ -227,3 +230,88 @@ def test_judge_command_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("task,prompt\n")
     assert main(["judge", str(tmp_path / "bad.csv"), "--out", str(out)]) == 2
     assert "missing column" in capsys.readouterr().err and not out.exists()
+
+
+def test_judge_finds_files_in_the_folder_itself_and_takes_glob_characters_literally(tmp_path, capsys):
+    folder = tmp_path / "run [v2]*"
+    folder.mkdir()
+    for name, data in family_files():
+        (folder / name.replace(" ", "_")).write_text(json.dumps(data))
+    (folder / "scores_old.json").mkdir()  # a folder with a matching name is not a file to read
+    assert main(["judge", str(folder)]) == 0
+    assert "3 curves from 12 file(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / "scores_x.json").write_bytes(b"\xff\xfe{}"), "not UTF-8"),
+        (lambda d: (d / "scores_x.json").write_text("{"), "not valid JSON"),
+        (lambda d: (d / "scores_x.json").write_text(json.dumps({"model": {"model_family": 3}, "scores": []})),
+         "model.model_family must be a non-empty string"),
+    ],
+)
+def test_judge_bad_files_exit_2_with_the_reason(tmp_path, capsys, make, message):
+    make(tmp_path)
+    assert main(["judge", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_judge_bad_locations_and_out_exit_2(tmp_path, capsys):
+    assert main(["judge", "nosuchprotocol://x"]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+    root = write_results(tmp_path / "bb", family_files())
+    (tmp_path / "taken").write_text("a file")
+    assert main(["judge", str(root), "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["judge", str(root), "--shots", "5"]) == 2
+    assert "no scores left (--family None, --shots 5)" in capsys.readouterr().err
+
+
+def test_bigbench_values_that_are_not_scores_are_refused():
+    for field, value, message in (
+        ("non_embedding_params", 0, "must be > 0"),
+        ("model_family", "", "model_family must be a non-empty string"),
+    ):
+        bad = family_files()
+        bad[0][1]["model"][field] = value
+        with pytest.raises(ExternalDataError, match=message):
+            curves_from_bigbench(bad)
+    for field, value, message in (
+        ("number_of_shots", 2.5, "must be a whole number"),
+        ("low_score", "abc", "low_score must be a finite number"),
+    ):
+        bad = family_files()
+        bad[0][1]["scores"][0][field] = value
+        with pytest.raises(ExternalDataError, match=message):
+            curves_from_bigbench(bad)
+    bad = family_files()
+    bad[0][1]["scores"][0]["score_dict"]["bleu"] = math.inf
+    with pytest.raises(ExternalDataError, match="score_dict.bleu is inf"):
+        curves_from_bigbench(bad)
+
+
+def test_bleu_on_bigbench_0_100_scale_becomes_a_fraction():
+    bleu = next(c for c in curves_from_bigbench(family_files()).curves if c.metric == "bleu")
+    assert bleu.y[0] == pytest.approx(p_at(0)) and max(bleu.y) <= 1.0
+
+
+def test_csv_line_numbers_count_comments_and_rows_must_agree(tmp_path):
+    text = (
+        "# source: a table\n\ntask,prompt,model,params,metric,mean\n"
+        "t,p,m,1e9,exact_match,0.1\nt,p,n,x,exact_match,0.2\n"
+    )
+    with pytest.raises(ExternalDataError, match=r"pub.csv:5: params='x'"):  # line 5 of the file
+        curves_from_csv(text, "pub.csv", metric_info(available()))
+    with pytest.raises(ExternalDataError, match=r"pub.csv:3: prompt is empty"):
+        curves_from_csv("task,prompt,model,params,metric,mean\nt,p,m,1e8,exact_match,0\nt,,m,1e9,exact_match,0.1\n",
+                        "pub.csv", metric_info(available()))
+    mixed = ("task,prompt,model,params,metric,mean,kind,higher_is_better\n"
+             "t,p,m,1e8,q,0,continuous,true\nt,p,n,1e9,q,0.1,continuous,false\n")
+    with pytest.raises(ExternalDataError, match=r"higher_is_better differs between the rows of q: false, true"):
+        curves_from_csv(mixed, "pub.csv", metric_info(available()))
+    ones = mixed.replace("true", "1").replace("false", "1")
+    assert curves_from_csv(ones, "pub.csv", metric_info(available())).curves[0].higher_is_better is True
+    with pytest.raises(ExternalDataError, match=r"mean='inf' is not a finite number"):
+        curves_from_csv("task,prompt,model,params,metric,mean\nt,p,m,1e8,exact_match,inf\n", "pub.csv",
+                        metric_info(available()))

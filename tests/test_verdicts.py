@@ -399,3 +399,12 @@ def test_same_size_step_is_reported_as_same():
     curves = [curve([0, 0, 0, 0.5, 0.6], prompt="zero_shot"), curve([0, 0, 0, 0.7, 0.9], prompt="k_shot")]
     df = compare_prompts(curves)
     assert df[df.prompt == "k_shot"].iloc[0]["direction"] == "same"
+
+
+def test_transition_without_intervals_is_strict_by_default_and_honours_the_minimum_effect():
+    nan = [math.nan] * 5
+    at_chance = curve([0.25] * 5, chance=0.25, lo=nan, hi=nan, metric="multiple_choice_grade")
+    assert transition_index(at_chance) is None  # sitting at chance is not above it
+    barely = curve([0.0, 0.001, 0.002, 0.01, 0.5], chance=0.0, lo=nan, hi=nan)
+    assert transition_index(barely) == 1 and transition_index(barely, min_effect=0.02) == 4
+    assert transition_scale(barely, min_effect=0.02) == SIZES[4]

@@ -51,6 +51,7 @@ class MetricSpec:
     name: str  # this project's name for it
     kind: str  # "discontinuous" | "continuous"
     higher_is_better: bool
+    scale: float = 1.0  # divide by this: BIG-bench's 0-100 scores become fractions, as minimum effects expect
 
 
 # BIG-bench metric -> this project's metric. Same computation where the name is
@@ -65,12 +66,12 @@ BIGBENCH_METRICS: dict[str, MetricSpec] = {
     "calibration_multiple_choice_brier_score": MetricSpec("brier_score", "continuous", False),
     "expected_calibration_error": MetricSpec("calibration_ece", "continuous", False),
     "log_likelihood": MetricSpec("target_logprob", "continuous", True),
-    "bleu": MetricSpec("bleu", "continuous", True),
+    "bleu": MetricSpec("bleu", "continuous", True, 100.0),  # SCORE_RANGES [0, 100] in json_task.py
     "bleurt": MetricSpec("bleurt", "continuous", True),
-    "rouge1": MetricSpec("rouge1", "continuous", True),
-    "rouge2": MetricSpec("rouge2", "continuous", True),
-    "rougeLsum": MetricSpec("rougeLsum", "continuous", True),
-    "sequence_f1": MetricSpec("sequence_f1", "continuous", True),
+    "rouge1": MetricSpec("rouge1", "continuous", True, 100.0),
+    "rouge2": MetricSpec("rouge2", "continuous", True, 100.0),
+    "rougeLsum": MetricSpec("rougeLsum", "continuous", True, 100.0),
+    "sequence_f1": MetricSpec("sequence_f1", "continuous", True, 100.0),
 }
 
 X_FIELDS = ("non_embedding_params", "total_params", "flop_matched_non_embedding_params")
@@ -87,7 +88,7 @@ class External:
 
 def bigbench_families(results: Iterable[tuple[str, Mapping]]) -> list[str]:
     """The model families present in parsed BIG-bench results files."""
-    return sorted({str(_model(src, d).get("model_family")) for src, d in results})
+    return sorted({_family(src, d) for src, d in results})
 
 
 def curves_from_bigbench(
@@ -122,9 +123,11 @@ def curves_from_bigbench(
     skipped: set[str] = set()
     for src, d in results:
         model = _model(src, d)
-        if str(model.get("model_family")) != chosen:
+        if _family(src, d) != chosen:
             continue
         size = _number(src, model, x, "model." + x)
+        if size <= 0:
+            raise ExternalDataError(f"{src}: model.{x} must be > 0, got {size:g}")
         name = str(model.get("model_name", size))
         task_name = str((d.get("task") or {}).get("task_name", "")) if isinstance(d.get("task"), Mapping) else ""
         entries = d.get("scores")
@@ -133,7 +136,10 @@ def curves_from_bigbench(
         for i, e in enumerate(entries):
             if not isinstance(e, Mapping) or not isinstance(e.get("score_dict"), Mapping):
                 raise ExternalDataError(f"{src}: scores[{i}] has no 'score_dict' object")
-            n_shots = int(_number(src, e, "number_of_shots", f"scores[{i}].number_of_shots"))
+            n_shots_f = _number(src, e, "number_of_shots", f"scores[{i}].number_of_shots")
+            if n_shots_f != int(n_shots_f):
+                raise ExternalDataError(f"{src}: scores[{i}].number_of_shots must be a whole number, got {n_shots_f}")
+            n_shots = int(n_shots_f)
             if shots is not None and n_shots != shots:
                 continue
             task = str(e.get("subtask_description") or task_name or src)
@@ -148,14 +154,18 @@ def curves_from_bigbench(
                     raise ExternalDataError(f"{src}: scores[{i}].score_dict.{metric} must be a number, got {value!r}")
                 if math.isnan(value):
                     continue  # NaN: no score at this size, as a sweep's unscorable cell
-                chance = e.get("low_score") if metric == preferred else None
+                if math.isinf(value):
+                    raise ExternalDataError(f"{src}: scores[{i}].score_dict.{metric} is {value}: not a score")
+                chance = None
+                if metric == preferred and e.get("low_score") is not None:
+                    chance = _number(src, e, "low_score", f"scores[{i}].low_score") / spec.scale
                 key = (task, prompt, spec.name)
                 if size in points.setdefault(key, {}):
                     raise ExternalDataError(
                         f"{src}: a second score for {task} / {prompt} / {metric} at {x}={size:g} "
                         f"(model {name}); two files describe the same model: keep one, or pick a --family"
                     )
-                points[key][size] = (name, float(value), None if chance is None else float(chance))
+                points[key][size] = (name, float(value) / spec.scale, chance)
     out = []
     for (task, prompt, metric), by_x in sorted(points.items()):
         spec = next(s for s in BIGBENCH_METRICS.values() if s.name == metric)
@@ -182,6 +192,7 @@ def curves_from_bigbench(
 
 
 CSV_REQUIRED = ("task", "prompt", "model", "params", "metric", "mean")
+CSV_OPTIONAL = ("kind", "higher_is_better", "lo", "hi", "chance", "read_precision")
 
 
 def curves_from_csv(text: str, source: str, metric_info: Mapping[str, Mapping[str, object]]) -> External:
@@ -189,57 +200,69 @@ def curves_from_csv(text: str, source: str, metric_info: Mapping[str, Mapping[st
 
     `metric_info` gives kind and direction of the metrics this project
     defines (scoring.metric_info); rows of other metrics must carry `kind`
-    and `higher_is_better` themselves.
+    and `higher_is_better` themselves. Lines starting with # and blank lines
+    are skipped; errors name the file's own line numbers.
     """
+    lines = text.splitlines()
+    kept = [i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
+    if not kept:
+        raise ExternalDataError(f"{source}: no header and no rows")
+    line_of = [i + 1 for i in kept[1:]]  # data row r -> its line number in the file
     try:
-        df = pd.read_csv(io.StringIO(text), comment="#", skipinitialspace=True)
+        df = pd.read_csv(io.StringIO("\n".join(lines[i] for i in kept)), skipinitialspace=True,
+                         index_col=False, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise ExternalDataError(f"{source}: not a readable CSV ({e})") from e
     missing = [c for c in CSV_REQUIRED if c not in df.columns]
     if missing:
         raise ExternalDataError(
             f"{source}: missing column(s) {', '.join(missing)}; a published-scores CSV needs "
-            f"{', '.join(CSV_REQUIRED)} (optional: kind, higher_is_better, lo, hi, chance, read_precision)"
+            f"{', '.join(CSV_REQUIRED)} (optional: {', '.join(CSV_OPTIONAL)})"
         )
+    if df.empty:
+        raise ExternalDataError(f"{source}: no rows")
+    for r, row in df.iterrows():
+        for col in ("task", "prompt", "model", "metric"):
+            if not str(row[col]).strip():
+                raise ExternalDataError(f"{source}:{line_of[r]}: {col} is empty")
     out = []
     for (task, prompt, metric), g in df.groupby(["task", "prompt", "metric"], sort=True):
-        rows = g.sort_values("params")
-        line = int(rows.index[0]) + 2  # header is line 1
-        if rows["params"].duplicated().any():
-            dup = rows.loc[rows["params"].duplicated(), "params"].iloc[0]
-            raise ExternalDataError(f"{source}: two rows for {task} / {prompt} / {metric} at params={float(dup):g}")
-        kind, hib = _csv_kind(source, line, str(metric), rows, metric_info)
-        xs = [_csv_float(source, r, "params") for r in rows.itertuples()]
-        if any(not v > 0 for v in xs):
-            raise ExternalDataError(f"{source}: params must be > 0 for {task} / {prompt} / {metric}, got {xs}")
-        ys = [_csv_float(source, r, "mean") for r in rows.itertuples()]
-        lo, hi = [], []
-        for r, y in zip(rows.itertuples(), ys, strict=True):
-            rlo, rhi = _opt(r, "lo"), _opt(r, "hi")
-            prec = _opt(r, "read_precision")
-            if math.isnan(rlo) and math.isnan(rhi) and not math.isnan(prec):
-                rlo, rhi = y - prec, y + prec
-            lo.append(rlo)
-            hi.append(rhi)
-        chances = [c for c in (_opt(r, "chance") for r in rows.itertuples()) if not math.isnan(c)]
+        at = [line_of[r] for r in g.index]
+        xs = [_csv_float(source, line_of[r], "params", g.at[r, "params"]) for r in g.index]
+        for ln, v in zip(at, xs, strict=True):
+            if v <= 0:
+                raise ExternalDataError(f"{source}:{ln}: params must be > 0, got {v:g}")
+        if len(set(xs)) < len(xs):
+            dup = next(v for v in xs if xs.count(v) > 1)
+            raise ExternalDataError(f"{source}: two rows for {task} / {prompt} / {metric} at params={dup:g}")
+        kind, hib = _csv_kind(source, at, str(metric), g, metric_info)
+        rows = []
+        for r, x in zip(g.index, xs, strict=True):
+            ln = line_of[r]
+            y = _csv_float(source, ln, "mean", g.at[r, "mean"])
+            lo, hi = _csv_opt(source, ln, g, r, "lo"), _csv_opt(source, ln, g, r, "hi")
+            prec = _csv_opt(source, ln, g, r, "read_precision")
+            if math.isnan(lo) and math.isnan(hi) and not math.isnan(prec):
+                lo, hi = y - prec, y + prec
+            rows.append((x, str(g.at[r, "model"]), y, lo, hi, _csv_opt(source, ln, g, r, "chance")))
+        rows.sort()
+        chances = [c for *_, c in rows if not math.isnan(c)]
         out.append(
             Curve(
                 task=str(task),
                 prompt=str(prompt),
                 metric=str(metric),
-                x=tuple(xs),
-                y=tuple(ys),
-                lo=tuple(lo),
-                hi=tuple(hi),
-                models=tuple(str(m) for m in rows["model"]),
+                x=tuple(r[0] for r in rows),
+                y=tuple(r[2] for r in rows),
+                lo=tuple(r[3] for r in rows),
+                hi=tuple(r[4] for r in rows),
+                models=tuple(r[1] for r in rows),
                 chance=sum(chances) / len(chances) if chances else None,
                 higher_is_better=hib,
                 kind=kind,
                 meta={"source": source},
             )
         )
-    if not out:
-        raise ExternalDataError(f"{source}: no rows")
     return External(curves=out, families=(), skipped_metrics=())
 
 
@@ -249,61 +272,69 @@ def _model(src: str, d: Mapping) -> Mapping:
     return d["model"]
 
 
+def _family(src: str, d: Mapping) -> str:
+    fam = _model(src, d).get("model_family")
+    if not isinstance(fam, str) or not fam:
+        raise ExternalDataError(f"{src}: model.model_family must be a non-empty string, got {fam!r}")
+    return fam
+
+
 def _number(src: str, obj: Mapping, key: str, where: str) -> float:
     v = obj.get(key)
-    if not isinstance(v, int | float) or isinstance(v, bool) or math.isnan(float(v)):
-        raise ExternalDataError(f"{src}: {where} must be a number, got {v!r}")
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(float(v)):
+        raise ExternalDataError(f"{src}: {where} must be a finite number, got {v!r}")
     return float(v)
 
 
-def _csv_kind(source, line, metric, rows, metric_info) -> tuple[str, bool]:
+def _csv_kind(source: str, at: list[int], metric: str, g: pd.DataFrame, metric_info) -> tuple[str, bool]:
+    """kind and higher_is_better of one metric: from its rows (one value for all of them), else the registry."""
     known = metric_info.get(metric)
-    kind = _first(rows, "kind")
-    hib = _first(rows, "higher_is_better")
+    kind = _one_value(source, at, g, "kind", metric)
+    hib = _one_value(source, at, g, "higher_is_better", metric)
     if kind is None:
         if known is None:
             raise ExternalDataError(
-                f"{source}:{line}: metric {metric!r} is not one of this project's; give its 'kind' "
+                f"{source}:{at[0]}: metric {metric!r} is not one of this project's; give its 'kind' "
                 "(discontinuous | continuous) and 'higher_is_better' (true | false) columns"
             )
-        kind = known["kind"]
-    if str(kind) not in ("discontinuous", "continuous"):
-        raise ExternalDataError(f"{source}:{line}: kind={kind!r} for {metric}; use discontinuous or continuous")
+        kind = str(known["kind"])
+    if kind not in ("discontinuous", "continuous"):
+        raise ExternalDataError(f"{source}:{at[0]}: kind={kind!r} for {metric}; use discontinuous or continuous")
     if hib is None:
         if known is None:
-            raise ExternalDataError(f"{source}:{line}: metric {metric!r} needs a 'higher_is_better' value")
-        hib = known["higher_is_better"]
-    if isinstance(hib, str):
-        if hib.strip().lower() not in ("true", "false"):
-            raise ExternalDataError(f"{source}:{line}: higher_is_better={hib!r} for {metric}; use true or false")
-        hib = hib.strip().lower() == "true"
-    return str(kind), bool(hib)
+            raise ExternalDataError(f"{source}:{at[0]}: metric {metric!r} needs a 'higher_is_better' value")
+        return kind, bool(known["higher_is_better"])
+    flag = {"true": True, "1": True, "false": False, "0": False}.get(hib.lower())
+    if flag is None:
+        raise ExternalDataError(f"{source}:{at[0]}: higher_is_better={hib!r} for {metric}; use true or false")
+    return kind, flag
 
 
-def _first(rows: pd.DataFrame, col: str):
-    if col not in rows.columns:
+def _one_value(source: str, at: list[int], g: pd.DataFrame, col: str, metric: str) -> str | None:
+    """The single non-empty value of `col` over a metric's rows, None if all are empty; two values are an error."""
+    if col not in g.columns:
         return None
-    vals = rows[col].dropna().unique()
-    return vals[0] if len(vals) else None
+    vals = sorted({str(v).strip() for v in g[col] if str(v).strip()})
+    if len(vals) > 1:
+        raise ExternalDataError(f"{source}:{at[0]}: {col} differs between the rows of {metric}: {', '.join(vals)}")
+    return vals[0] if vals else None
 
 
-def _csv_float(source: str, row, col: str) -> float:
-    v = getattr(row, col)
+def _csv_float(source: str, line: int, col: str, v: object) -> float:
+    text = str(v).strip()
+    if not text:
+        raise ExternalDataError(f"{source}:{line}: {col} is empty")
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ExternalDataError(f"{source}:{int(row.Index) + 2}: {col}={v!r} is not a number") from None
-    if math.isnan(f):
-        raise ExternalDataError(f"{source}:{int(row.Index) + 2}: {col} is empty")
+        f = float(text)
+    except ValueError:
+        raise ExternalDataError(f"{source}:{line}: {col}={text!r} is not a number") from None
+    if not math.isfinite(f):
+        raise ExternalDataError(f"{source}:{line}: {col}={text!r} is not a finite number")
     return f
 
 
-def _opt(row, col: str) -> float:
+def _csv_opt(source: str, line: int, g: pd.DataFrame, r: object, col: str) -> float:
     """An optional number: NaN when the column is absent or the cell empty; an error when it is not a number."""
-    v = getattr(row, col, None)
-    if v is None:
+    if col not in g.columns or not str(g.at[r, col]).strip():
         return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise ExternalDataError(f"line {int(row.Index) + 2}: {col}={v!r} is not a number (leave it empty)") from None
+    return _csv_float(source, line, col, g.at[r, col])

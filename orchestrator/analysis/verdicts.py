@@ -221,7 +221,7 @@ def transition_index(curve: Curve, min_effect: float = 0.0) -> int | None:
         thr = float(edge if math.isfinite(edge) else y[0])
     bound = lo if up else hi
     reliable = [
-        (b > thr if up else b < thr) if math.isfinite(b) else (v - thr >= min_effect if up else thr - v >= min_effect)
+        (b > thr if up else b < thr) if math.isfinite(b) else _past(v - thr if up else thr - v, min_effect)
         for v, b in zip(y, bound, strict=True)
     ]
     first = None
@@ -233,6 +233,11 @@ def transition_index(curve: Curve, min_effect: float = 0.0) -> int | None:
         return None
     # map back to the curve's own indexing (points with NaN x/y were dropped)
     return curve.x.index(float(x[first])) if float(x[first]) in curve.x else first
+
+
+def _past(gap: float, min_effect: float) -> bool:
+    """A point without an interval is above baseline when it clears the minimum effect (strictly, when that is 0)."""
+    return gap >= min_effect if min_effect > 0 else gap > 0
 
 
 def transition_scale(curve: Curve, min_effect: float = 0.0) -> float | None:
