@@ -1,4 +1,4 @@
-"""The `orchestrator` command: run, plan, zoo, ui.
+"""The `orchestrator` command: run, plan, zoo, ui, rescore, report, judge.
 
     orchestrator run experiment=demo                 run (or resume) the demo sweep
     orchestrator run experiment=demo 'model.sizes=[zoo-3k,zoo-300k]' 'task=[add_3]' 'prompt=[zero_shot]'
@@ -8,8 +8,9 @@
     orchestrator judge path/to/modified_arithmetic/results --family 'BIG-G T=0' --out judged/
                                                      verdicts + mirage table for published scores
 
-Everything after the subcommand is a Hydra override (key=value, group=option,
-'group=[a,b]', +new.key=value). Bad input exits with code 2 and a message that
+For run, plan and ui, everything after the subcommand is a Hydra override
+(key=value, group=option, 'group=[a,b]', +new.key=value); rescore and report take
+key=value overrides of the stored config. Bad input exits with code 2 and a message that
 names the field, the value and the fix.
 """
 
