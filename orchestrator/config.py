@@ -31,6 +31,7 @@ class ModelSize:
     revision: str = "main"
     non_embedding_params: Optional[int] = None
     train_flops: Optional[float] = None
+    train_step: Optional[int] = None  # a training checkpoint's step: with analysis.x=train_step, curves over training
     tokenizer: Optional[str] = None  # defaults to `path`
 
 
@@ -153,6 +154,7 @@ class AnalysisConfig:
     continuous_axis: str = "power_law"  # power_law | linear: the axis continuous metrics are judged on
     coarse_gap_decades: float = 0.5  # a jump across a wider gap in log10(params) gets a caveat
     reference_prompt: Optional[str] = None  # compare.py: style the others are compared with (None: zero_shot or first)
+    x: str = "params"  # the scale curves are read against: params | non_embedding_params | train_flops | train_step
 
 
 @dataclass
@@ -255,7 +257,37 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
         raise ConfigError(f"backend.batch_size={sc.backend.batch_size} must be >= 1")
     if sc.cluster.cpus_per_model <= 0:
         raise ConfigError(f"cluster.cpus_per_model={sc.cluster.cpus_per_model} must be > 0")
+    _check_x(sc)
     return sc
+
+
+X_AXES = ("params", "non_embedding_params", "train_flops", "train_step")
+
+
+def _check_x(sc: SweepConfig) -> None:
+    """analysis.x must be declared, positive and distinct for every selected size: it is each curve's x."""
+    x = sc.analysis.x
+    if x not in X_AXES:
+        raise ConfigError(f"analysis.x={x!r} is unknown; use one of {', '.join(X_AXES)}")
+    values = {name: getattr(sc.model.catalog[name], x) for name in sc.model.sizes}
+    missing = [n for n, v in values.items() if v is None]
+    if missing:
+        raise ConfigError(
+            f"analysis.x={x}: model.catalog entries {missing} declare no {x}; set "
+            f"model.catalog.{missing[0]}.{x}=..., or read the curves against analysis.x=params"
+        )
+    bad = {n: v for n, v in values.items() if not v > 0}
+    if bad:
+        raise ConfigError(f"analysis.x={x}: {x} must be > 0, got {bad}")
+    seen: dict[float, str] = {}
+    for name, v in values.items():
+        if float(v) in seen:
+            hint = " (checkpoints of one model: use analysis.x=train_step)" if x != "train_step" else ""
+            raise ConfigError(
+                f"analysis.x={x}: sizes {seen[float(v)]!r} and {name!r} share {x}={v}; a curve needs one point "
+                f"per {x}{hint}"
+            )
+        seen[float(v)] = name
 
 
 def to_container(sc: SweepConfig) -> dict[str, Any]:

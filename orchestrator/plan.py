@@ -37,6 +37,7 @@ class ModelSpec:
     tokenizer: str | None = None
     non_embedding_params: int | None = None
     train_flops: float | None = None
+    train_step: int | None = None
     trust_remote_code: bool = False
 
     @property
@@ -133,10 +134,11 @@ def model_specs(family: ModelFamily) -> list[ModelSpec]:
                 tokenizer=m.tokenizer,
                 non_embedding_params=m.non_embedding_params,
                 train_flops=m.train_flops,
+                train_step=m.train_step,
                 trust_remote_code=family.trust_remote_code,
             )
         )
-    return sorted(specs, key=lambda s: (s.params, s.name))
+    return sorted(specs, key=lambda s: (s.params, s.train_step or 0, s.name))
 
 
 def make_plan(cfg: SweepConfig, tasks: dict[str, Task]) -> Plan:

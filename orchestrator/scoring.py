@@ -80,6 +80,7 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                 scores=scores,
                 non_embedding_params=cell.model.non_embedding_params,
                 train_flops=cell.model.train_flops,
+                train_step=cell.model.train_step,
             )
         )
     return results

@@ -28,6 +28,7 @@ from orchestrator.tasks import load_task
 from orchestrator.tasks.task import Task
 
 log = logging.getLogger(__name__)
+MAX_MLFLOW_STEP = 2**63 - 1  # MLflow stores a metric step as int64
 
 
 @dataclass
@@ -140,7 +141,7 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     """Score finished cells, draw curves, and (re)build the MLflow view. Runs no model."""
     cells = score_cells(plan, store, tasks, cfg.metrics)
     info = metric_info(list(cfg.metrics.names))
-    cvs = curves(cells, info)
+    cvs = curves(cells, info, x=cfg.analysis.x)
     out_dir = Path(cfg.sweep.output_dir) / plan.sweep_id
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_all(cvs, out_dir / "curves")
@@ -231,7 +232,11 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
     for cv in cvs:
         by_key.setdefault(cv.key, []).append(cv)
     plot_by_key = {p.stem.replace("__", "/", 1): p for p in plots}
+    x_name = cfg.analysis.x
     for key, group in sorted(by_key.items()):
+        if any(x > MAX_MLFLOW_STEP for cv in group for x in cv.x):
+            log.warning("curve %s: %s exceeds MLflow's int64 step; its chart run is not logged", key, x_name)
+            continue
         steps: dict[int, dict[str, float]] = {}
         for cv in group:
             for x, y, lo, hi in zip(cv.x, cv.y, cv.lo, cv.hi, strict=True):
@@ -240,11 +245,13 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
                 d[f"{cv.metric}_ci_lo"] = lo
                 d[f"{cv.metric}_ci_hi"] = hi
         task, prompt = key.split("/", 1)
+        # one curve run per task x prompt x scale: a run's history never mixes two x axes
+        run_key = key if x_name == "params" else f"{key}@{x_name}"
         tracker.log_curve(
             parent,
-            key,
-            f"curve {key}",
-            {"task": task, "prompt_style": prompt, "x": "params"},
+            run_key,
+            f"curve {run_key}",
+            {"task": task, "prompt_style": prompt, "x": x_name},
             sorted(steps.items()),
             [plot_by_key[key]] if key in plot_by_key else [],
         )

@@ -7,9 +7,10 @@ created, so running a sweep twice never duplicates a run:
 
     parent run   tag orchestrator.sweep_key = {sweep_id}:{plan fingerprint}
     cell runs    tag orchestrator.cell_id   (children of the parent)
-    curve runs   tag orchestrator.curve     = {task}/{prompt} (children), metric
-                 history logged at step = parameter count, so the UI's chart of a
-                 metric against step is the scaling curve.
+    curve runs   tag orchestrator.curve     = {task}/{prompt}[@{x}] (children), metric
+                 history logged at step = the curve's x (the parameter count unless
+                 analysis.x names another scale, e.g. train_step), so the UI's chart
+                 of a metric against step is the scaling curve.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ class Tracker:
 
     def log_curve(self, parent: str, key: str, name: str, params: Mapping[str, Any],
                   points: list[tuple[int, Mapping[str, float]]], artifacts: list[Path] = ()) -> str:
-        """One child run per task x prompt style: each metric logged at step = parameter count."""
+        """One child run per task x prompt style (x scale): each metric logged at step = the curve's x."""
         run_id = self._find_or_create("orchestrator.curve", key, name, parent, {"orchestrator.kind": "curve"})
         digest = _digest([points, [p.name for p in artifacts]])
         if self._already(run_id, digest):

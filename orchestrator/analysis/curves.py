@@ -25,6 +25,17 @@ class CellResult:
     scores: Mapping[str, Mapping[str, float]]  # metric -> {mean, lo, hi, n, chance, ...}
     non_embedding_params: int | None = None
     train_flops: float | None = None
+    train_step: int | None = None
+
+
+X_LABELS = {
+    "params": "parameters",
+    "non_embedding_params": "non-embedding parameters",
+    "train_flops": "training FLOPs",
+    "train_step": "training step",
+    "total_params": "parameters",
+    "flop_matched_non_embedding_params": "FLOP-matched non-embedding parameters",
+}
 
 
 @dataclass(frozen=True)
@@ -43,16 +54,28 @@ class Curve:
     higher_is_better: bool = True
     kind: str = "continuous"
     meta: Mapping[str, object] = field(default_factory=dict)
+    x_name: str = "params"  # which scale x is: params | non_embedding_params | train_flops | train_step | ...
 
     @property
     def key(self) -> str:
         return f"{self.task}/{self.prompt}"
 
+    @property
+    def x_label(self) -> str:
+        """The x axis title of plots."""
+        return X_LABELS.get(self.x_name, self.x_name)
+
 
 def curves(
     results: Sequence[CellResult], metric_info: Mapping[str, Mapping[str, object]], x: str = "params"
 ) -> list[Curve]:
-    """Group cell results into curves, sorted by x ascending. NaN scores are dropped from a curve."""
+    """Group cell results into curves, sorted by x ascending. NaN scores are dropped from a curve.
+
+    `x` is the CellResult field read as scale (config `analysis.x`): params,
+    non_embedding_params, train_flops, or train_step for a family whose
+    members are checkpoints of one model. Cells that do not declare it are
+    left out (config validation refuses a sweep where a selected size lacks it).
+    """
     groups: dict[tuple[str, str, str], list[tuple[float, str, Mapping[str, float]]]] = {}
     for r in results:
         xv = getattr(r, x)
@@ -80,6 +103,7 @@ def curves(
                 chance=float(sum(chances) / len(chances)) if chances else None,
                 higher_is_better=bool(info.get("higher_is_better", True)),
                 kind=str(info.get("kind", "continuous")),
+                x_name=x,
             )
         )
     return out

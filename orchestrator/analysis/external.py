@@ -185,7 +185,8 @@ def curves_from_bigbench(
                 chance=sum(chances) / len(chances) if chances else None,
                 higher_is_better=spec.higher_is_better,
                 kind=spec.kind,
-                meta={"source": "BIG-bench results", "family": chosen, "x": x},
+                meta={"source": "BIG-bench results", "family": chosen},
+                x_name=x,
             )
         )
     return External(curves=out, families=tuple(families), skipped_metrics=tuple(sorted(skipped)))

@@ -81,7 +81,7 @@ def task_figure(curves: Sequence[Curve], title: str | None = None) -> Figure:
         ax.set_xscale("log")
         first = panel[0]
         ax.set_title(f"{metric} ({first.kind})", fontsize=10)
-        ax.set_xlabel("parameters")
+        ax.set_xlabel(first.x_label)
         ax.set_ylabel("higher is better" if first.higher_is_better else "lower is better", fontsize=8)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best", fontsize=7, frameon=False)

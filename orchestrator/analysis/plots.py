@@ -40,7 +40,7 @@ def plot_task_prompt(curves: Sequence[Curve], path: Path, title: str | None = No
         ax.set_xscale("log")
         arrow = "higher is better" if c.higher_is_better else "lower is better"
         ax.set_title(f"{c.metric} ({c.kind})", fontsize=10)
-        ax.set_xlabel("parameters")
+        ax.set_xlabel(c.x_label)
         ax.set_ylabel(arrow, fontsize=8)
         ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[n:]:

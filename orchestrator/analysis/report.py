@@ -239,7 +239,7 @@ def _plotly_task(curves: Sequence[Curve], include_js: bool) -> str:
         chances = sorted({c.chance for c in panel if c.chance is not None and _finite(c.chance)})
         for ch in chances:
             fig.add_hline(y=ch, line_dash="dash", line_color="grey", line_width=1, row=r, col=col)
-        fig.update_xaxes(type="log", title_text="parameters", row=r, col=col)
+        fig.update_xaxes(type="log", title_text=panel[0].x_label, row=r, col=col)
         fig.update_yaxes(
             title_text="higher is better" if panel[0].higher_is_better else "lower is better", row=r, col=col
         )
