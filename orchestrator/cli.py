@@ -156,10 +156,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         for p in paths:
             print(p)
         return 0
-    for spec in zoo.FAMILY:
-        name = spec.name if hasattr(spec, "name") else spec["name"]
+    for name in zoo.known_names():
         card = out / name / "model_card.json"
-        print(f"{name:<12} {'built' if card.exists() else 'missing':<8} {out / name}")
+        print(f"{name:<18} {'built' if card.exists() else 'missing':<8} {out / name}")
     return 0
 
 

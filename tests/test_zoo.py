@@ -7,6 +7,7 @@ import json
 import random
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
 
 from orchestrator.zoo import (
+    CHECKPOINT_STEPS,
     DEFAULT_CORPUS,
     FAMILY,
     CorpusSpec,
@@ -26,12 +28,15 @@ from orchestrator.zoo import (
     is_built,
     param_counts,
     read_card,
+    resolve,
     zoo_dir,
 )
 from orchestrator.zoo.corpus import answer_labels, sequence_text
 from orchestrator.zoo.tokenizer import build_tokenizer
+from orchestrator.zoo.train import TINY, TINY_CORPUS, build_members, train_tokens
 
 ZOO_YAML = Path(__file__).resolve().parents[1] / "conf" / "model" / "zoo.yaml"
+CKPT_YAML = ZOO_YAML.with_name("zoo_checkpoints.yaml")
 LINE = re.compile(r"(\d+)\+(\d+)=(\d+)\n")
 
 
@@ -153,3 +158,48 @@ def test_build_skips_a_built_member_and_rebuilds_a_stale_one(tmp_path: Path) -> 
     build(tmp_path, names=[name], progress=False)
     assert read_card(path)["spec_hash"] == card["spec_hash"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_checkpoints_are_saved_while_training_and_do_not_change_the_final_model(tmp_path: Path) -> None:
+    ckpts = {TINY.name: (20, 40)}
+    paths = build_members([(TINY, 20)], tmp_path / "a", TINY_CORPUS, progress=False, checkpoints=ckpts)
+    assert paths == [tmp_path / "a" / "zoo-tiny-step20"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["zoo-tiny", "zoo-tiny-step20", "zoo-tiny-step40"]
+    cards = {n: read_card(tmp_path / "a" / n) for n in ("zoo-tiny-step20", "zoo-tiny-step40", "zoo-tiny")}
+    assert [c["train_step"] for c in cards.values()] == [20, 40, TINY.steps]
+    assert cards["zoo-tiny-step20"]["checkpoint_of"] == "zoo-tiny" and cards["zoo-tiny"]["checkpoint_of"] is None
+    assert cards["zoo-tiny-step20"]["train_tokens"] < cards["zoo-tiny-step40"]["train_tokens"]
+    assert cards["zoo-tiny-step20"]["final_train_loss"] is None  # the card does not invent a loss
+
+    # the final model is bit-identical to one trained without saving checkpoints
+    build_members([TINY], tmp_path / "b", TINY_CORPUS, progress=False, checkpoints={})
+    final_a = load_file(tmp_path / "a" / "zoo-tiny" / "model.safetensors")
+    final_b = load_file(tmp_path / "b" / "zoo-tiny" / "model.safetensors")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_b)
+    early = load_file(tmp_path / "a" / "zoo-tiny-step20" / "model.safetensors")
+    assert any(not torch.equal(early[k], final_a[k]) for k in final_a), "a checkpoint is an earlier model"
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "zoo-tiny-step40")
+    assert isinstance(model, GPT2LMHeadModel)
+
+    # built checkpoints are not trained again
+    mtime = (tmp_path / "a" / "zoo-tiny-step40" / "model.safetensors").stat().st_mtime_ns
+    build_members([(TINY, 40)], tmp_path / "a", TINY_CORPUS, progress=False, checkpoints=ckpts)
+    assert (tmp_path / "a" / "zoo-tiny-step40" / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_checkpoint_names_resolve_and_the_catalog_describes_them() -> None:
+    spec, step = resolve("zoo-300k-step400")
+    assert spec.name == "zoo-300k" and step == 400 and resolve("zoo-300k") == (spec, None)
+    with pytest.raises(KeyError, match="zoo-300k-step100"):
+        resolve("zoo-300k-step999")
+    cfg = OmegaConf.load(CKPT_YAML)
+    total, non_emb = param_counts(GPT2LMHeadModel(gpt2_config(spec)))
+    steps = []
+    for name in cfg.sizes:
+        s, k = resolve(name)
+        entry = cfg.catalog[name]
+        k = k or s.steps
+        steps.append(entry.train_step)
+        assert entry.train_step == k and entry.params == total and entry.non_embedding_params == non_emb, name
+        assert entry.train_flops == 6 * total * train_tokens(replace(s, steps=k)), name
+    assert steps == [*CHECKPOINT_STEPS["zoo-300k"], spec.steps]

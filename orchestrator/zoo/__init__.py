@@ -6,10 +6,22 @@ size while per-character metrics improve smoothly.
 """
 
 from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec, build_corpus
-from orchestrator.zoo.family import FAMILY, MemberSpec, gpt2_config, member, param_counts, spec_hash
+from orchestrator.zoo.family import (
+    CHECKPOINT_STEPS,
+    FAMILY,
+    MemberSpec,
+    checkpoint_name,
+    gpt2_config,
+    known_names,
+    member,
+    param_counts,
+    resolve,
+    spec_hash,
+)
 from orchestrator.zoo.train import build, build_tiny, is_built, read_card, zoo_dir
 
 __all__ = [
+    "CHECKPOINT_STEPS",
     "DEFAULT_CORPUS",
     "FAMILY",
     "CorpusSpec",
@@ -17,11 +29,14 @@ __all__ = [
     "build",
     "build_corpus",
     "build_tiny",
+    "checkpoint_name",
     "gpt2_config",
     "is_built",
+    "known_names",
     "member",
     "param_counts",
     "read_card",
+    "resolve",
     "spec_hash",
     "zoo_dir",
 ]

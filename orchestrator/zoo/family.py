@@ -92,9 +92,36 @@ def spec_hash(spec: MemberSpec, corpus: CorpusSpec = DEFAULT_CORPUS) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# Intermediate checkpoints saved while a member trains, as members of their own named
+# `{member}-step{N}`: one model read at several points of its training (conf/model/zoo_checkpoints.yaml).
+CHECKPOINT_STEPS: dict[str, tuple[int, ...]] = {"zoo-300k": (100, 200, 400, 800)}
+
+
+def checkpoint_name(name: str, step: int) -> str:
+    return f"{name}-step{step}"
+
+
 def member(name: str) -> MemberSpec:
     """Look a member up by name, naming the known ones when it is missing."""
     for spec in FAMILY:
         if spec.name == name:
             return spec
-    raise KeyError(f"no zoo member {name!r}; known: {[s.name for s in FAMILY]}")
+    raise KeyError(f"no zoo member {name!r}; known: {known_names()}")
+
+
+def resolve(name: str) -> tuple[MemberSpec, int | None]:
+    """A member or one of its checkpoints by name: (spec, checkpoint step or None for the final model)."""
+    for spec in FAMILY:
+        if spec.name == name:
+            return spec, None
+        for step in CHECKPOINT_STEPS.get(spec.name, ()):
+            if checkpoint_name(spec.name, step) == name:
+                return spec, step
+    raise KeyError(f"no zoo member or checkpoint {name!r}; known: {known_names()}")
+
+
+def known_names() -> list[str]:
+    out = []
+    for spec in FAMILY:
+        out += [checkpoint_name(spec.name, s) for s in CHECKPOINT_STEPS.get(spec.name, ())] + [spec.name]
+    return out

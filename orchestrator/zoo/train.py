@@ -24,7 +24,16 @@ from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel
 
 from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec, answer_labels, build_corpus
-from orchestrator.zoo.family import FAMILY, MemberSpec, gpt2_config, member, param_counts, spec_hash
+from orchestrator.zoo.family import (
+    CHECKPOINT_STEPS,
+    FAMILY,
+    MemberSpec,
+    checkpoint_name,
+    gpt2_config,
+    param_counts,
+    resolve,
+    spec_hash,
+)
 from orchestrator.zoo.tokenizer import build_tokenizer
 
 CARD = "model_card.json"
@@ -113,11 +122,22 @@ def train(
     return model, ema
 
 
-def _card(spec: MemberSpec, corpus: CorpusSpec, model: GPT2LMHeadModel, loss: float, seconds: float) -> dict:
+def _card(
+    spec: MemberSpec,
+    corpus: CorpusSpec,
+    model: GPT2LMHeadModel,
+    loss: float,
+    seconds: float,
+    step: int | None = None,
+) -> dict:
+    """The model card; `step` makes it the card of the checkpoint taken after that many steps."""
     total, non_emb = param_counts(model)
-    tokens = train_tokens(spec)
+    steps = spec.steps if step is None else step
+    tokens = train_tokens(replace(spec, steps=steps))
     return {
-        "name": spec.name,
+        "name": spec.name if step is None else checkpoint_name(spec.name, step),
+        "checkpoint_of": None if step is None else spec.name,
+        "train_step": steps,
         "architecture": "GPT2LMHeadModel",
         "params": total,
         "non_embedding_params": non_emb,
@@ -136,7 +156,7 @@ def _card(spec: MemberSpec, corpus: CorpusSpec, model: GPT2LMHeadModel, loss: fl
         "lr": spec.lr,
         "lr_schedule": f"linear warm-up {spec.warmup} steps, cosine to {spec.min_lr_ratio} x peak; AdamW",
         "seed": spec.seed,
-        "final_train_loss": round(loss, 4),
+        "final_train_loss": None if math.isnan(loss) else round(loss, 4),
         "corpus": corpus.describe(),
         "build_seconds": round(seconds, 2),
         "torch_threads": torch.get_num_threads(),
@@ -198,45 +218,74 @@ def read_card(path: Path) -> dict | None:
         return None
 
 
-def _up_to_date(path: Path, spec: MemberSpec, corpus: CorpusSpec) -> bool:
+def _up_to_date(path: Path, spec: MemberSpec, corpus: CorpusSpec, step: int | None = None) -> bool:
     card = read_card(path)
-    return card is not None and card.get("spec_hash") == spec_hash(spec, corpus)
+    if card is None or card.get("spec_hash") != spec_hash(spec, corpus):
+        return False
+    return step is None or card.get("train_step") == step
 
 
-def _specs(names: list[str] | None) -> list[MemberSpec]:
-    return list(FAMILY) if names is None else [member(n) for n in names]
+def _targets(names: list[str] | None) -> list[tuple[MemberSpec, int | None]]:
+    """What to build: the named members and checkpoints, or (names=None) every member's final model."""
+    return [(s, None) for s in FAMILY] if names is None else [resolve(n) for n in names]
+
+
+def _path(out_dir: Path, spec: MemberSpec, step: int | None) -> Path:
+    return out_dir / (spec.name if step is None else checkpoint_name(spec.name, step))
 
 
 def is_built(out_dir: Path | None = None, names: list[str] | None = None) -> bool:
-    """True when every named member (default: all) is saved with the current spec."""
+    """True when every named member or checkpoint (default: every member) is saved with the current spec."""
     root = zoo_dir() if out_dir is None else Path(out_dir)
-    return all(_up_to_date(root / s.name, s, DEFAULT_CORPUS) for s in _specs(names))
+    return all(_up_to_date(_path(root, s, k), s, DEFAULT_CORPUS, k) for s, k in _targets(names))
 
 
 def build_members(
-    specs: list[MemberSpec],
+    specs: list[MemberSpec] | list[tuple[MemberSpec, int | None]],
     out_dir: Path,
     corpus: CorpusSpec = DEFAULT_CORPUS,
     force: bool = False,
     progress: bool = True,
+    checkpoints: dict[str, tuple[int, ...]] | None = None,
 ) -> list[Path]:
-    """Train and save each spec not already built with the same spec hash; return all their paths."""
+    """Train and save what is not already built with the same spec hash; return all the targets' paths.
+
+    A target is a spec (its final model) or (spec, step) for one of its
+    checkpoints. Training a spec saves its final model and every checkpoint
+    in `checkpoints` (default CHECKPOINT_STEPS) that is missing, so a
+    checkpoint costs its member's training once; the weights at a step are
+    the same as in an uninterrupted run (saving does not touch the RNG).
+    """
     out_dir = Path(out_dir)
-    todo = [s for s in specs if force or not _up_to_date(out_dir / s.name, s, corpus)]
-    paths = [out_dir / s.name for s in specs]
+    ckpts = CHECKPOINT_STEPS if checkpoints is None else checkpoints
+    targets = [t if isinstance(t, tuple) else (t, None) for t in specs]
+    paths = [_path(out_dir, s, k) for s, k in targets]
+    todo: dict[str, MemberSpec] = {}
+    for s, k in targets:
+        if force or not _up_to_date(_path(out_dir, s, k), s, corpus, k):
+            todo.setdefault(s.name, s)
     if not todo:
         return paths
     with _threads(TORCH_THREADS):
         t0 = time.perf_counter()
         data = build_corpus(corpus)
         corpus_seconds = time.perf_counter() - t0
-        for spec in todo:
+        for spec in todo.values():
+            steps = [k for k in ckpts.get(spec.name, ()) if 0 < k < spec.steps]
+            wanted = {k for k in steps if force or not _up_to_date(_path(out_dir, spec, k), spec, corpus, k)}
             t0 = time.perf_counter()
-            model, loss = train(spec, data, progress=progress)
+
+            def save_checkpoint(step: int, model: GPT2LMHeadModel, spec=spec, wanted=wanted, t0=t0) -> None:
+                if step + 1 in wanted:  # after step+1 optimizer steps
+                    card = _card(spec, corpus, model, float("nan"), time.perf_counter() - t0, step + 1)
+                    save_member(model, card, _path(out_dir, spec, step + 1))
+
+            model, loss = train(spec, data, progress=progress, callback=save_checkpoint if wanted else None)
             seconds = time.perf_counter() - t0
-            card = _card(spec, corpus, model, loss, seconds)
-            card["corpus_seconds"] = round(corpus_seconds, 2)
-            save_member(model, card, out_dir / spec.name)
+            if force or not _up_to_date(out_dir / spec.name, spec, corpus):
+                card = _card(spec, corpus, model, loss, seconds)
+                card["corpus_seconds"] = round(corpus_seconds, 2)
+                save_member(model, card, out_dir / spec.name)
     return paths
 
 
@@ -245,7 +294,7 @@ def build(
 ) -> list[Path]:
     """Build the zoo (or the named members) under `out_dir` (default `zoo_dir()`); idempotent."""
     root = zoo_dir() if out_dir is None else Path(out_dir)
-    return build_members(_specs(names), root, DEFAULT_CORPUS, force=force, progress=progress)
+    return build_members(_targets(names), root, DEFAULT_CORPUS, force=force, progress=progress)
 
 
 TINY = MemberSpec("zoo-tiny", n_layer=1, n_embd=8, n_head=2, steps=60, batch=32, lr=3e-3, warmup=10)
