@@ -212,7 +212,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
             files = store.read_matching(args.source, "*.csv")
             if not files:
                 raise UserError(f"{args.source}: no such file")
-            ext = curves_from_csv(files[0][1], files[0][0], metric_info(available()))
+            from orchestrator.metrics import get
+
+            best = {n: get(n).best for n in available()}
+            ext = curves_from_csv(files[0][1], files[0][0], metric_info(available()), best)
         else:
             files = store.read_matching(args.source, "scores_*.json")
             parsed = []

@@ -10,6 +10,7 @@ import importlib
 import math
 
 from orchestrator.analysis.curves import CellResult
+from orchestrator.analysis.scores import bigbench_normalized
 from orchestrator.config import MetricsConfig
 from orchestrator.metrics import MetricContext, get, summarise
 from orchestrator.plan import Plan
@@ -67,7 +68,9 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
         for name, s in summary.items():
             if s.n == 0 or not math.isfinite(s.mean):
                 continue  # metric does not apply to this task/prompt (e.g. Brier without options)
-            scores[name] = {"mean": s.mean, "lo": s.lo, "hi": s.hi, "n": float(s.n), "chance": s.chance}
+            best = get(name).best
+            scores[name] = {"mean": s.mean, "lo": s.lo, "hi": s.hi, "n": float(s.n), "chance": s.chance,
+                            "best": best, "normalized": bigbench_normalized(s.mean, s.chance, best)}
         results.append(
             CellResult(
                 cell_id=cell.id,

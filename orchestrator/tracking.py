@@ -125,7 +125,8 @@ class Tracker:
         now = int(time.time() * 1000)
         metrics = []
         for metric, s in scores.items():
-            for suffix, key in (("", "mean"), ("_ci_lo", "lo"), ("_ci_hi", "hi"), ("_chance", "chance")):
+            for suffix, key in (("", "mean"), ("_ci_lo", "lo"), ("_ci_hi", "hi"), ("_chance", "chance"),
+                                ("_normalized", "normalized")):
                 v = s.get(key)
                 if v is not None and v == v:  # skip NaN and missing
                     metrics.append(Metric(f"{metric}{suffix}", float(v), now, 0))

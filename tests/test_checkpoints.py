@@ -87,6 +87,10 @@ def test_a_sweep_over_checkpoints_gives_curves_and_mlflow_charts_over_training_s
     assert runs["params.x"].tolist() == ["train_step"]
     history = mlflow.MlflowClient().get_metric_history(runs["run_id"][0], "token_edit_distance")
     assert sorted(m.step for m in history) == [100, 200]
+    cells = mlflow.search_runs(experiment_names=["ckpt"], filter_string="tags.`orchestrator.kind` = 'cell'")
+    assert len(cells) == 2  # BIG-bench's normalised score beside each mean: exact match's chance is 0, best 1
+    assert (cells["metrics.exact_match_normalized"] == 100 * cells["metrics.exact_match"]).all()
+    assert "metrics.token_edit_distance_normalized" not in cells  # no chance for a distance: no normalised score
 
     # the report from the store can re-read the same shards against training FLOPs; not against params
     # (all checkpoints share it), which exits 2 and names the fix

@@ -86,7 +86,7 @@ def test_bigbench_results_become_curves_with_mapped_metrics_and_chance():
     assert em.task == TASK and em.kind == "discontinuous" and em.higher_is_better
     assert em.x == tuple(sorted(BIG_G.values())) and em.models[0] == "2m" and em.models[-1] == "128b"
     assert em.y[-1] == pytest.approx(p_at(11) ** L)
-    assert em.chance == 0.0  # the preferred metric's low_score
+    assert em.chance == 0.0 and em.best == 1.0  # the preferred metric's low_score and high_score
     lp = by[("2-shot", "target_logprob")]
     assert lp.kind == "continuous" and lp.chance is None  # low_score belongs to the preferred metric only
     assert all(math.isnan(v) for v in em.lo + em.hi)  # results files carry no intervals
@@ -158,14 +158,15 @@ arith,few_shot,xl,1e11,partial_credit,continuous,true,0.80,0.78,0.82,,
 
 
 def test_csv_rows_become_curves_with_figure_reading_intervals():
-    ext = curves_from_csv(CSV, "pub.csv", metric_info(available()))
+    ext = curves_from_csv(CSV, "pub.csv", metric_info(available()), {"exact_match": 1.0})
     by = {c.metric: c for c in ext.curves}
     em = by["exact_match"]
     assert em.kind == "discontinuous" and em.higher_is_better  # from this project's registry
     assert em.lo == pytest.approx((-0.01, 0.0, 0.01, 0.59)) and em.hi == pytest.approx((0.01, 0.02, 0.03, 0.61))
     assert em.chance == 0.0 and em.models == ("s", "m", "l", "xl")
+    assert em.best == 1.0  # exact_match's perfect score, from the registry
     pc = by["partial_credit"]
-    assert pc.kind == "continuous" and pc.lo == (0.18, 0.38, 0.58, 0.78)
+    assert pc.kind == "continuous" and pc.lo == (0.18, 0.38, 0.58, 0.78) and pc.best is None
     a = analyse(ext.curves)
     assert {v.metric: v.label for v in a.verdicts} == {"exact_match": "emergent", "partial_credit": "smooth"}
     assert a.mirage["flag"].tolist() == ["emergent under exact_match, smooth under partial_credit"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from orchestrator.analysis.scores import (
+    bigbench_normalized,
     breakthroughness,
     emergence_score,
     linearity,
@@ -96,3 +97,21 @@ def test_normalized_score():
     assert np.allclose(normalized_score([0.25, 1.0], 0.25, 1.0), [0.0, 100.0])
     with pytest.raises(ValueError):
         normalized_score(0.5, 0.3, 0.3)
+
+
+def test_bigbench_normalized_uses_chance_and_the_perfect_score():
+    assert bigbench_normalized(0.625, 0.25, 1.0) == pytest.approx(50.0)  # MC grade, 4 options
+    assert bigbench_normalized(0.25, 0.25, 1.0) == 0.0 and bigbench_normalized(0.1, 0.25, 1.0) < 0
+    assert bigbench_normalized(0.09375, 0.1875, 0.0) == pytest.approx(50.0)  # Brier: lower is better
+    assert bigbench_normalized(0.5, None, 1.0) is None and bigbench_normalized(0.5, 0.0, None) is None
+    assert bigbench_normalized(0.5, 1.0, 1.0) is None and bigbench_normalized(math.nan, 0.0, 1.0) is None
+
+
+def test_built_in_metrics_declare_their_perfect_score():
+    from orchestrator.metrics import get
+
+    best = {n: get(n).best for n in ("exact_match", "multiple_choice_grade", "brier_score", "token_edit_distance",
+                                      "target_logprob", "target_token_prob", "correct_option_prob", "calibration_ece")}
+    assert best == {"exact_match": 1.0, "multiple_choice_grade": 1.0, "brier_score": 0.0, "token_edit_distance": 0.0,
+                    "target_logprob": 0.0, "target_token_prob": 1.0, "correct_option_prob": 1.0,
+                    "calibration_ece": 0.0}

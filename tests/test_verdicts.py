@@ -408,3 +408,14 @@ def test_transition_without_intervals_is_strict_by_default_and_honours_the_minim
     barely = curve([0.0, 0.001, 0.002, 0.01, 0.5], chance=0.0, lo=nan, hi=nan)
     assert transition_index(barely) == 1 and transition_index(barely, min_effect=0.02) == 4
     assert transition_scale(barely, min_effect=0.02) == SIZES[4]
+
+
+def test_verdicts_carry_bigbench_normalised_scores_where_the_metric_has_bounds():
+    from dataclasses import replace
+
+    mc = replace(curve([0.25, 0.25, 0.3, 0.5, 0.625], metric="multiple_choice_grade", chance=0.25), best=1.0)
+    v = judge(mc)
+    assert v.normalized_first == pytest.approx(0.0) and v.normalized_last == pytest.approx(50.0)
+    no_bounds = judge(curve([0.1, 0.2, 0.3, 0.4, 0.5], metric="x", kind="continuous"))
+    assert math.isnan(no_bounds.normalized_last)
+    assert "normalized_last" in verdict_table([v]).columns

@@ -52,6 +52,7 @@ class Curve:
     models: tuple[str, ...]
     chance: float | None = None
     higher_is_better: bool = True
+    best: float | None = None  # the perfect score, where the metric has one (BIG-bench's high_score)
     kind: str = "continuous"
     meta: Mapping[str, object] = field(default_factory=dict)
     x_name: str = "params"  # which scale x is: params | non_embedding_params | train_flops | train_step | ...
@@ -103,10 +104,16 @@ def curves(
                 chance=float(sum(chances) / len(chances)) if chances else None,
                 higher_is_better=bool(info.get("higher_is_better", True)),
                 kind=str(info.get("kind", "continuous")),
+                best=_best(pts),
                 x_name=x,
             )
         )
     return out
+
+
+def _best(pts: list) -> float | None:
+    vals = {float(p[2]["best"]) for p in pts if _finite(p[2].get("best"))}
+    return vals.pop() if len(vals) == 1 else None
 
 
 def _finite(v: object) -> bool:

@@ -24,8 +24,9 @@ Two formats:
 - A long CSV, one row per (model size, metric): `task, prompt, model, params,
   metric, mean` required; `kind` and `higher_is_better` required for metrics
   this project does not define; optional `lo, hi` (an interval), `chance`,
-  and `read_precision` (the half-width of a figure reading, used as the
-  interval when `lo`/`hi` are empty). The format of tests/fixtures/literature.
+  `best` (the perfect score, for BIG-bench's normalised score), and
+  `read_precision` (the half-width of a figure reading, used as the interval
+  when `lo`/`hi` are empty). The format of tests/fixtures/literature.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def curves_from_bigbench(
         raise ExternalDataError(f"family {family!r} is not in the results; they hold: {', '.join(families)}")
     chosen = family or families[0]
 
-    points: dict[tuple[str, str, str], dict[float, tuple[str, float, float | None]]] = {}
+    points: dict[tuple[str, str, str], dict[float, tuple[str, float, float | None, float | None]]] = {}
     skipped: set[str] = set()
     for src, d in results:
         model = _model(src, d)
@@ -156,22 +157,25 @@ def curves_from_bigbench(
                     continue  # NaN: no score at this size, as a sweep's unscorable cell
                 if math.isinf(value):
                     raise ExternalDataError(f"{src}: scores[{i}].score_dict.{metric} is {value}: not a score")
-                chance = None
+                chance = best = None
                 if metric == preferred and e.get("low_score") is not None:
                     chance = _number(src, e, "low_score", f"scores[{i}].low_score") / spec.scale
+                if metric == preferred and e.get("high_score") is not None:
+                    best = _number(src, e, "high_score", f"scores[{i}].high_score") / spec.scale
                 key = (task, prompt, spec.name)
                 if size in points.setdefault(key, {}):
                     raise ExternalDataError(
                         f"{src}: a second score for {task} / {prompt} / {metric} at {x}={size:g} "
                         f"(model {name}); two files describe the same model: keep one, or pick a --family"
                     )
-                points[key][size] = (name, float(value) / spec.scale, chance)
+                points[key][size] = (name, float(value) / spec.scale, chance, best)
     out = []
     for (task, prompt, metric), by_x in sorted(points.items()):
         spec = next(s for s in BIGBENCH_METRICS.values() if s.name == metric)
         xs = sorted(by_x)
         ys = [by_x[v][1] for v in xs]
         chances = [by_x[v][2] for v in xs if by_x[v][2] is not None]
+        bests = {by_x[v][3] for v in xs if by_x[v][3] is not None}
         out.append(
             Curve(
                 task=task,
@@ -185,6 +189,7 @@ def curves_from_bigbench(
                 chance=sum(chances) / len(chances) if chances else None,
                 higher_is_better=spec.higher_is_better,
                 kind=spec.kind,
+                best=bests.pop() if len(bests) == 1 else None,
                 meta={"source": "BIG-bench results", "family": chosen},
                 x_name=x,
             )
@@ -193,17 +198,24 @@ def curves_from_bigbench(
 
 
 CSV_REQUIRED = ("task", "prompt", "model", "params", "metric", "mean")
-CSV_OPTIONAL = ("kind", "higher_is_better", "lo", "hi", "chance", "read_precision")
+CSV_OPTIONAL = ("kind", "higher_is_better", "lo", "hi", "chance", "best", "read_precision")
 
 
-def curves_from_csv(text: str, source: str, metric_info: Mapping[str, Mapping[str, object]]) -> External:
+def curves_from_csv(
+    text: str,
+    source: str,
+    metric_info: Mapping[str, Mapping[str, object]],
+    metric_best: Mapping[str, float | None] | None = None,
+) -> External:
     """Curves from a long CSV (module docstring): one per task x prompt x metric, sorted by params.
 
     `metric_info` gives kind and direction of the metrics this project
     defines (scoring.metric_info); rows of other metrics must carry `kind`
-    and `higher_is_better` themselves. Lines starting with # and blank lines
+    and `higher_is_better` themselves. The perfect score is the `best` column,
+    else `metric_best` (the registry's). Lines starting with # and blank lines
     are skipped; errors name the file's own line numbers.
     """
+    metric_best = metric_best or {}
     lines = text.splitlines()
     kept = [i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
     if not kept:
@@ -247,7 +259,10 @@ def curves_from_csv(text: str, source: str, metric_info: Mapping[str, Mapping[st
                 lo, hi = y - prec, y + prec
             rows.append((x, str(g.at[r, "model"]), y, lo, hi, _csv_opt(source, ln, g, r, "chance")))
         rows.sort()
-        chances = [c for *_, c in rows if not math.isnan(c)]
+        chances = [r[5] for r in rows if not math.isnan(r[5])]
+        bests = {b for b in (_csv_opt(source, line_of[r], g, r, "best") for r in g.index) if not math.isnan(b)}
+        if len(bests) > 1:
+            raise ExternalDataError(f"{source}:{at[0]}: best differs between the rows of {metric}")
         out.append(
             Curve(
                 task=str(task),
@@ -261,6 +276,7 @@ def curves_from_csv(text: str, source: str, metric_info: Mapping[str, Mapping[st
                 chance=sum(chances) / len(chances) if chances else None,
                 higher_is_better=hib,
                 kind=kind,
+                best=bests.pop() if bests else metric_best.get(str(metric)),
                 meta={"source": source},
             )
         )

@@ -72,6 +72,8 @@ VERDICT_COLUMNS = [
     ("log_fit_r2", "R² vs log N"),
     ("log_fit_slope", "slope/decade"),
     ("transition_scale", "transition"),
+    ("normalized_first", "normalised (smallest)"),
+    ("normalized_last", "normalised (largest)"),
     ("interval_width", "CI width"),
     ("max_gap_decades", "max gap (dec)"),
     ("reason", "reason"),

@@ -116,3 +116,14 @@ def normalized_score(score: float | ArrayLike, low: float, high: float) -> float
     if np.ndim(score) == 0:
         return 100.0 * (float(score) - low) / (high - low)
     return 100.0 * (np.asarray(score, dtype=np.float64) - low) / (high - low)
+
+
+def bigbench_normalized(score: float, chance: float | None, best: float | None) -> float | None:
+    """`normalized_score` with chance as low and the perfect score as high, or None where either is unknown.
+
+    None too when chance equals the perfect score (nothing to normalise) or
+    the score is not finite. 0 is chance, 100 perfect, negative below chance.
+    """
+    if chance is None or best is None or not math.isfinite(score) or not math.isfinite(chance) or chance == best:
+        return None
+    return float(normalized_score(score, chance, best))

@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis.curves import Curve
-from orchestrator.analysis.scores import emergence_score, linearity, total_change
+from orchestrator.analysis.scores import bigbench_normalized, emergence_score, linearity, total_change
 from orchestrator.config import AnalysisConfig
 
 LABELS = ("flat", "smooth", "emergent", "inverse", "u_shaped")
@@ -128,6 +128,8 @@ class Verdict:
     decades_per_step: float  # median log10 spacing of the sizes
     max_gap_decades: float  # widest log10 gap between consecutive sizes
     interval_width: float  # median (hi - lo) on the metric's own axis: the resolution
+    normalized_first: float  # BIG-bench's normalised score (chance 0, perfect 100) at the smallest size; NaN: no bounds
+    normalized_last: float  # ... and at the largest size
     caveats: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -176,6 +178,8 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
         interval_width=float(np.nanmedian(hi - lo)) if n and np.any(np.isfinite(hi - lo)) else math.nan,
         transition_scale=None if t_idx is None else float(curve.x[t_idx]),
         transition_model=None if t_idx is None or t_idx >= len(curve.models) else curve.models[t_idx],
+        normalized_first=_normalized(curve, y[0]) if n else math.nan,
+        normalized_last=_normalized(curve, y[-1]) if n else math.nan,
     )
     nums["emergence_ratio"] = _ratio(nums["emergence_score"], nums["baseline"])
     nums["log_fit_slope"], nums["log_fit_r2"] = _log_fit(x, s)
@@ -386,6 +390,11 @@ def _orient(z: np.ndarray, lo: np.ndarray, hi: np.ndarray, lower_better: bool):
 
 def _oriented_raw(y: np.ndarray, higher_is_better: bool) -> np.ndarray:
     return y if higher_is_better else -y
+
+
+def _normalized(curve: Curve, score: float) -> float:
+    v = bigbench_normalized(float(score), curve.chance, curve.best)
+    return math.nan if v is None else v
 
 
 def _ratio(score: float, base: float) -> float:

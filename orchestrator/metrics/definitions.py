@@ -214,6 +214,7 @@ _MC_NEEDS = ("choice_logprobs", "choice_scores")
     higher_is_better=True,
     needs=("targets", "generated"),
     chance=_free_form_chance,
+    best=1.0,
 )
 def exact_match(records: Records, ctx: MetricContext) -> list[float]:
     """1 if the answer equals any target after `output_regex` and `normalize_answer`, else 0.
@@ -230,6 +231,7 @@ def exact_match(records: Records, ctx: MetricContext) -> list[float]:
     higher_is_better=True,
     needs=_MC_NEEDS,
     chance=_mc_chance,
+    best=1.0,
 )
 def multiple_choice_grade(records: Records, ctx: MetricContext) -> list[float]:
     """The choice_score (BIG-bench target_score, may be fractional) of the highest-log-likelihood option.
@@ -250,6 +252,7 @@ def multiple_choice_grade(records: Records, ctx: MetricContext) -> list[float]:
     needs=("targets", "generated"),
     unit="group",
     chance=_free_form_chance,
+    best=1.0,
 )
 def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
     """K-of-K accuracy: 1 for a group only if all K of its examples are exact matches.
@@ -274,7 +277,11 @@ def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
 
 
 @metric(
-    "token_edit_distance", kind="continuous", higher_is_better=False, needs=("target_token_ids", "generated")
+    "token_edit_distance",
+    kind="continuous",
+    higher_is_better=False,
+    needs=("target_token_ids", "generated"),
+    best=0.0,
 )
 def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     """Levenshtein distance between the generated token ids and the reference target's token ids.
@@ -289,7 +296,9 @@ def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     return out
 
 
-@metric("char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets", "generated"))
+@metric(
+    "char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets", "generated"), best=0.0
+)
 def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     """Levenshtein distance over characters between the answer and the reference target (targets[0]).
 
@@ -303,7 +312,7 @@ def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     return out
 
 
-@metric("target_logprob", kind="continuous", higher_is_better=True, needs=("target_logprobs",))
+@metric("target_logprob", kind="continuous", higher_is_better=True, needs=("target_logprobs",), best=0.0)
 def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
     """log p(reference target | prompt) = sum of its token log-probabilities (target_logprobs[0])."""
     out = []
@@ -313,7 +322,9 @@ def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
     return out
 
 
-@metric("target_token_prob", kind="continuous", higher_is_better=True, needs=("target_token_logprobs",))
+@metric(
+    "target_token_prob", kind="continuous", higher_is_better=True, needs=("target_token_logprobs",), best=1.0
+)
 def target_token_prob(records: Records, ctx: MetricContext) -> list[float]:
     """Per-token probability of the reference target, exp(mean token log p): the p in Schaeffer's p^L."""
     out = []
@@ -329,6 +340,7 @@ def target_token_prob(records: Records, ctx: MetricContext) -> list[float]:
     higher_is_better=False,
     needs=_MC_NEEDS,
     chance=_brier_chance,
+    best=0.0,
 )
 def brier_score(records: Records, ctx: MetricContext) -> list[float]:
     """Multiple-choice Brier score on BIG-bench's scale (mean over options, not sum).
@@ -357,6 +369,7 @@ def brier_score(records: Records, ctx: MetricContext) -> list[float]:
     higher_is_better=True,
     needs=_MC_NEEDS,
     chance=_correct_prob_chance,
+    best=1.0,
 )
 def correct_option_prob(records: Records, ctx: MetricContext) -> list[float]:
     """Normalised probability mass on the options with the maximal (positive) choice_score.
@@ -390,6 +403,7 @@ def _ece_stats(records: Records, ctx: MetricContext) -> np.ndarray:
     higher_is_better=False,
     stats=_ece_stats,
     needs=_MC_NEEDS,
+    best=0.0,
 )
 def calibration_ece(stats: np.ndarray) -> float:
     """Expected calibration error of max-option confidence vs correctness, ECE_BINS equal-width bins.

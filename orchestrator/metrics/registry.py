@@ -72,6 +72,7 @@ class Metric:
     stats: StatsFn | None = None
     reduce: ReduceFn | None = None
     description: str = ""
+    best: float | None = None  # the perfect score: the `high` of BIG-bench's normalised score (None: unbounded)
 
     @property
     def per_example(self) -> bool:
@@ -128,6 +129,7 @@ def metric(
     needs: Sequence[str] = (),
     unit: Unit = "example",
     chance: ChanceFn | None = None,
+    best: float | None = None,
     replace: bool = False,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register `fn(records, ctx) -> list[float]` under `name`; returns `fn` unchanged.
@@ -136,7 +138,9 @@ def metric(
     and "continuous" for partial-credit ones: the distinction Schaeffer et al.
     (2023) show decides whether a curve looks emergent. `needs` lists the
     Record fields that must be non-empty for an example to count. `chance`
-    maps records to the random-guess score (None where undefined).
+    maps records to the random-guess score (None where undefined); `best` is
+    the perfect score. With both, a cell also gets BIG-bench's normalised
+    score 100 (mean - chance) / (best - chance).
     """
 
     def register(fn: MetricFn) -> MetricFn:
@@ -150,6 +154,7 @@ def metric(
             unit=unit,
             chance_fn=chance,
             description=_first_line(fn.__doc__),
+            best=best,
         )
         return fn
 
@@ -164,6 +169,7 @@ def cell_metric(
     stats: StatsFn,
     needs: Sequence[str] = (),
     chance: ChanceFn | None = None,
+    best: float | None = None,
     replace: bool = False,
 ) -> Callable[[ReduceFn], ReduceFn]:
     """Register a cell-level metric as `reduce(stats(records, ctx))`; returns `reduce` unchanged.
@@ -190,6 +196,7 @@ def cell_metric(
             stats=stats,
             reduce=reduce,
             description=_first_line(reduce.__doc__),
+            best=best,
         )
         return reduce
 
