@@ -216,6 +216,8 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
                 "family": cell.model.family,
                 "size": cell.model.name,
                 "params": cell.model.params,
+                **{k: getattr(cell.model, k) for k in ("non_embedding_params", "train_flops", "train_step")
+                   if getattr(cell.model, k) is not None},
                 "model_path": cell.model.path,
                 "revision": cell.model.revision,
                 "task": cell.task,
@@ -263,15 +265,22 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
 
 
 def cells_table(cells: list[CellResult]) -> pd.DataFrame:
-    """One row per cell, one column per metric mean: the terminal summary and cells.csv."""
+    """One row per cell, one column per metric mean: the terminal summary and cells.csv.
+
+    Checkpoints of one model share `params`; their `train_step` gets a column and orders them.
+    """
+    steps = any(c.train_step is not None for c in cells)
     rows = []
     for c in cells:
-        row = {"model": c.model, "params": c.params, "task": c.task, "prompt": c.prompt, "n": c.n_examples}
+        row = {"model": c.model, "params": c.params}
+        if steps:
+            row["train_step"] = c.train_step
+        row.update({"task": c.task, "prompt": c.prompt, "n": c.n_examples})
         row.update({m: s["mean"] for m, s in c.scores.items()})
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["task", "prompt", "params"]).reset_index(drop=True)
+        df = df.sort_values(["task", "prompt", "params", *(["train_step"] if steps else [])]).reset_index(drop=True)
     return df
 
 

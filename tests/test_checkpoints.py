@@ -80,6 +80,8 @@ def test_a_sweep_over_checkpoints_gives_curves_and_mlflow_charts_over_training_s
         assert c.x == (100.0, 200.0) and c.models == ("step-100", "step-200") and c.x_name == "train_step"
     assert {v.metric for v in result.analysis.verdicts} == {"exact_match", "token_edit_distance"}
     assert "training step" in result.report.read_text()
+    table = sweep.cells_table(result.cells)
+    assert table["train_step"].tolist() == [100, 200] and table["model"].tolist() == ["step-100", "step-200"]
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["ckpt"], filter_string="tags.`orchestrator.kind` = 'curve'")
@@ -91,6 +93,7 @@ def test_a_sweep_over_checkpoints_gives_curves_and_mlflow_charts_over_training_s
     assert len(cells) == 2  # BIG-bench's normalised score beside each mean: exact match's chance is 0, best 1
     assert (cells["metrics.exact_match_normalized"] == 100 * cells["metrics.exact_match"]).all()
     assert "metrics.token_edit_distance_normalized" not in cells  # no chance for a distance: no normalised score
+    assert sorted(cells["params.train_step"]) == ["100", "200"]  # a cell run says which checkpoint it read
 
     # the report from the store can re-read the same shards against training FLOPs; not against params
     # (all checkpoints share it), which exits 2 and names the fix

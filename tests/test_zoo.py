@@ -169,7 +169,10 @@ def test_checkpoints_are_saved_while_training_and_do_not_change_the_final_model(
     assert [c["train_step"] for c in cards.values()] == [20, 40, TINY.steps]
     assert cards["zoo-tiny-step20"]["checkpoint_of"] == "zoo-tiny" and cards["zoo-tiny"]["checkpoint_of"] is None
     assert cards["zoo-tiny-step20"]["train_tokens"] < cards["zoo-tiny-step40"]["train_tokens"]
-    assert cards["zoo-tiny-step20"]["final_train_loss"] is None  # the card does not invent a loss
+    assert cards["zoo-tiny-step20"]["steps"] == 20 and cards["zoo-tiny-step20"]["spec"]["steps"] == TINY.steps
+    assert cards["zoo-tiny-step20"]["final_train_loss"] > cards["zoo-tiny"]["final_train_loss"]  # it learns
+    readme = (tmp_path / "a" / "zoo-tiny-step20" / "README.md").read_text()
+    assert f"A checkpoint of zoo-tiny, taken after 20 of its {TINY.steps} training steps" in readme
 
     # the final model is bit-identical to one trained without saving checkpoints
     build_members([TINY], tmp_path / "b", TINY_CORPUS, progress=False, checkpoints={})
@@ -180,6 +183,12 @@ def test_checkpoints_are_saved_while_training_and_do_not_change_the_final_model(
     assert any(not torch.equal(early[k], final_a[k]) for k in final_a), "a checkpoint is an earlier model"
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a" / "zoo-tiny-step40")
     assert isinstance(model, GPT2LMHeadModel)
+
+    # a step that no training run saves is refused, not silently left unbuilt
+    with pytest.raises(ValueError, match=r"checkpoint steps \[60\] are outside 1..59"):
+        build_members([(TINY, 60)], tmp_path / "c", TINY_CORPUS, progress=False, checkpoints=ckpts)
+    build_members([(TINY, 30)], tmp_path / "c", TINY_CORPUS, progress=False, checkpoints=ckpts)
+    assert read_card(tmp_path / "c" / "zoo-tiny-step30")["train_step"] == 30  # asked for: saved too
 
     # built checkpoints are not trained again
     mtime = (tmp_path / "a" / "zoo-tiny-step40" / "model.safetensors").stat().st_mtime_ns

@@ -80,11 +80,11 @@ def train(
     spec: MemberSpec,
     corpus: torch.Tensor,
     progress: bool = True,
-    callback: Callable[[int, GPT2LMHeadModel], None] | None = None,
+    callback: Callable[[int, GPT2LMHeadModel, float], None] | None = None,
 ) -> tuple[GPT2LMHeadModel, float]:
     """Train one member from its seed; returns the model and the final smoothed answer loss.
 
-    `callback(step, model)` runs after each step (for learning-curve experiments).
+    `callback(step, model, smoothed_loss)` runs after each step (checkpoints, learning curves).
     """
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
@@ -116,7 +116,7 @@ def train(
         if step % 50 == 0 or step == spec.steps - 1:
             bar.set_postfix(loss=f"{ema:.3f}")
         if callback is not None:
-            callback(step, model)
+            callback(step, model, ema)
     bar.close()
     model.eval()
     return model, ema
@@ -147,7 +147,7 @@ def _card(
         "n_positions": spec.n_positions,
         "train_tokens": tokens,
         "train_flops": 6 * total * tokens,
-        "steps": spec.steps,
+        "steps": steps,  # optimizer steps behind these weights (of spec.steps for a checkpoint)
         "batch": spec.batch,
         "seq_len": spec.n_positions,
         "seq_len_cycle": list(spec.lengths),
@@ -173,11 +173,13 @@ def _readme(card: dict) -> str:
         f"({card['non_embedding_params']:,} non-embedding; {card['n_layer']} layers, width {card['n_embd']}, "
         f"{card['n_head']} heads, context {card['n_positions']}), one of the `orchestrator` zoo's "
         "embedded scaling family. Built locally, on the CPU, by `orchestrator.zoo.build`; no hub download.\n\n"
-        f"Trained for {card['steps']} steps of {card['tokens_per_step']:,} tokens ({card['batch']} sequences "
+        + (f"A checkpoint of {card['checkpoint_of']}, taken after {card['steps']} of its "
+           f"{card['spec']['steps']} training steps.\n\n" if card.get("checkpoint_of") else "")
+        + f"Trained for {card['steps']} steps of {card['tokens_per_step']:,} tokens ({card['batch']} sequences "
         f"of {card['seq_len']} characters, or proportionally more shorter ones: lengths cycle "
         f"{card['seq_len_cycle']}), {card['train_tokens']:,} tokens in all, ~{card['train_flops']:.2e} FLOPs "
         f"(6 N D), seed {card['seed']}, peak lr {card['lr']} ({card['lr_schedule']}), in {card['build_seconds']} s; "
-        f"final answer loss {card['final_train_loss']} nats/char. Loss: {card['loss']}.\n\n"
+        f"answer loss at the end {card['final_train_loss']} nats/char (moving average). Loss: {card['loss']}.\n\n"
         f"Corpus: {card['corpus']}.\n\n"
         "Use: prompts in the corpus format, e.g. zero-shot `123+456=`; greedy-decode until a newline. "
         "Most training sequences are short, so a problem at the start of the context is what these models "
@@ -271,21 +273,28 @@ def build_members(
         data = build_corpus(corpus)
         corpus_seconds = time.perf_counter() - t0
         for spec in todo.values():
-            steps = [k for k in ckpts.get(spec.name, ()) if 0 < k < spec.steps]
+            asked = {k for s, k in targets if s.name == spec.name and k is not None}
+            bad = sorted(k for k in asked if not 0 < k < spec.steps)
+            if bad:
+                raise ValueError(f"{spec.name}: checkpoint steps {bad} are outside 1..{spec.steps - 1}")
+            steps = asked | {k for k in ckpts.get(spec.name, ()) if 0 < k < spec.steps}
             wanted = {k for k in steps if force or not _up_to_date(_path(out_dir, spec, k), spec, corpus, k)}
             t0 = time.perf_counter()
 
-            def save_checkpoint(step: int, model: GPT2LMHeadModel, spec=spec, wanted=wanted, t0=t0) -> None:
-                if step + 1 in wanted:  # after step+1 optimizer steps
-                    card = _card(spec, corpus, model, float("nan"), time.perf_counter() - t0, step + 1)
+            def save_checkpoint(step: int, model: GPT2LMHeadModel, loss: float, spec=spec, wanted=wanted,
+                                t0=t0) -> None:
+                if step + 1 in wanted:  # the weights after step+1 optimizer steps
+                    card = _card(spec, corpus, model, loss, time.perf_counter() - t0, step + 1)
                     save_member(model, card, _path(out_dir, spec, step + 1))
 
             model, loss = train(spec, data, progress=progress, callback=save_checkpoint if wanted else None)
             seconds = time.perf_counter() - t0
-            if force or not _up_to_date(out_dir / spec.name, spec, corpus):
-                card = _card(spec, corpus, model, loss, seconds)
-                card["corpus_seconds"] = round(corpus_seconds, 2)
-                save_member(model, card, out_dir / spec.name)
+            # the final model is saved from this run even when one with the same spec exists, so a
+            # member and its checkpoints always come from one training (bit-identical where the
+            # platform is; another torch build or CPU may round differently)
+            card = _card(spec, corpus, model, loss, seconds)
+            card["corpus_seconds"] = round(corpus_seconds, 2)
+            save_member(model, card, out_dir / spec.name)
     return paths
 
 
