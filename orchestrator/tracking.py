@@ -25,7 +25,7 @@ from typing import Any
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from orchestrator.secrets import redact, redact_text
+from orchestrator.secrets import redact, redact_param
 
 MAX_PARAMS = 100  # per log_batch (mlflow/utils/validation.py)
 MAX_METRICS = 1000
@@ -84,7 +84,7 @@ class Tracker:
     def _params(self, run_id: str, params: Mapping[str, Any]) -> None:
         existing = self.client.get_run(run_id).data.params
         items = [
-            Param(k[:250], redact_text(str(v))[:MAX_PARAM_VALUE])
+            Param(k[:250], redact_param(k, v)[:MAX_PARAM_VALUE])
             for k, v in params.items()
             if k[:250] not in existing
         ]

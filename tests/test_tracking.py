@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -13,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from orchestrator.secrets import redact
+from orchestrator.secrets import install_log_filter, is_secret_key, redact, redact_text
 from orchestrator.tracking import Tracker
 
 pytestmark = pytest.mark.integration
@@ -65,6 +68,98 @@ def test_sqlite_store_find_or_create(tmp_path):
 def test_redact_nested():
     out = redact({"a": {"password": "x", "url": "s3://key:secret@bucket/p"}, "l": ["https://u:p@h/x"]})
     assert out == {"a": {"password": "***", "url": "s3://***@bucket/p"}, "l": ["https://***@h/x"]}
+
+
+HF = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"  # split so no scanner mistakes the test for a leak
+GH = "ghp_" + "0123456789abcdefghijABCDEFGHIJklmnop"
+SK = "sk-" + "proj-AbCdEfGhIjKlMnOpQrStUv0123"
+AKIA = "AKIA" + "IOSFODNN7EXAMPLE"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+SECRETS = ["pa55w0rd", "s3cr3t-value", "plain-hub-tok", "plain-api-tok", "plain-auth-tok", "sig0123abcd",
+           "qtok0123", HF, GH, SK, AKIA, JWT]
+
+
+def _config_with_credentials() -> dict:
+    """A resolved config as a user might write it: real parameters whose names contain 'token', and credentials."""
+    return {
+        "prompts": {"zero_shot": {"max_new_tokens": 16, "style": "zero_shot"}},
+        "model": {"catalog": {"m": {"path": "gpt2", "tokenizer": "gpt2-tokenizer", "revision": "main"}}},
+        "metrics": {"names": ["exact_match", "token_edit_distance"]},
+        "tokenizer_cfg": {"pad_token": "<pad>", "n_tokens": 7},
+        "data": {"bigbench": "github://google:BIG-bench@main/bigbench/benchmark_tasks"},
+        "hub_token": "plain-hub-tok",
+        "HF_TOKEN": HF,
+        "api_token": "plain-api-tok",
+        "auth_token": "plain-auth-tok",
+        "password": "pa55w0rd",
+        "secret_key": "s3cr3t-value",
+        "notes": f"pushed with {GH}; openai {SK}; aws {AKIA}; Authorization: Bearer {JWT}",
+        "tracking": {"uri": "http://alice:pa55w0rd@mlflow.example:5000"},
+        "tasks": {"t": {"url": "https://host/task.json?token=qtok0123&X-Amz-Signature=sig0123abcd&n=3"}},
+    }
+
+
+def test_mlflow_keeps_real_params_and_masks_credentials(tmp_path):
+    """Read back from a real SQLite store: every ordinary parameter verbatim, no credential anywhere."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tr = Tracker(uri, "exp")
+    parent = tr.sweep_run("sw", "fp", _config_with_credentials(), {"storage": "s3://AKIDKEY:s3cr3t-value@bucket/sw"})
+    cell = tr.log_cell(parent, "c1", "m/t/p", {"max_new_tokens": 16, "tokenizer": "gpt2-tokenizer",
+                                                  "hub_token": "plain-hub-tok", "model_path": f"/m?token={HF}"},
+                       {"exact_match": {"mean": 0.5, "lo": 0.2, "hi": 0.8}})
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    p = client.get_run(parent).data.params
+    # real parameters survive, whatever words their names contain
+    assert p["prompts.zero_shot.max_new_tokens"] == "16"
+    assert p["model.catalog.m.tokenizer"] == "gpt2-tokenizer"
+    assert p["metrics.names"] == '["exact_match", "token_edit_distance"]'
+    assert p["tokenizer_cfg.pad_token"] == "<pad>" and p["tokenizer_cfg.n_tokens"] == "7"
+    assert p["data.bigbench"] == "github://google:BIG-bench@main/bigbench/benchmark_tasks"
+    assert p["tasks.t.url"] == "https://host/task.json?token=***&X-Amz-Signature=***&n=3"
+    assert p["tracking.uri"] == "http://***@mlflow.example:5000"
+    for key in ("hub_token", "HF_TOKEN", "api_token", "auth_token", "password", "secret_key"):
+        assert p[key] == "***", key
+    c = client.get_run(cell).data.params
+    assert c["max_new_tokens"] == "16" and c["tokenizer"] == "gpt2-tokenizer" and c["hub_token"] == "***"
+    assert c["model_path"] == "/m?token=***"
+    artifact = Path(mlflow.artifacts.download_artifacts(run_id=parent, artifact_path="config/resolved_config.json",
+                                                        tracking_uri=uri, dst_path=str(tmp_path / "dl"))).read_text()
+    assert '"max_new_tokens": 16' in artifact and '"tokenizer": "gpt2-tokenizer"' in artifact
+    everything = json.dumps([p, c]) + artifact
+    for secret in SECRETS:
+        assert secret not in everything, secret
+
+
+@pytest.mark.parametrize("key", ["max_new_tokens", "tokenizer", "token_edit_distance", "n_tokens", "pad_token",
+                                 "eos_token_id", "sort_key", "revision", "uri"])
+def test_ordinary_names_are_not_credentials(key):
+    assert not is_secret_key(key)
+    assert redact({key: "value-16"}) == {key: "value-16"}
+
+
+@pytest.mark.parametrize("key", ["token", "hub_token", "HF_TOKEN", "api_token", "auth_token", "password",
+                                 "secret_key", "apiKey", "aws_secret_access_key", "AWS_ACCESS_KEY_ID",
+                                 "X-Amz-Signature", "MLFLOW_TRACKING_PASSWORD", "client_secret", "private_key"])
+def test_credential_names_are_masked(key):
+    assert is_secret_key(key)
+    assert redact({key: "value-16"}) == {key: "***"}
+
+
+def test_redact_text_masks_formats_in_free_text_and_logs(caplog):
+    line = (f"run +hub_token=plain-hub-tok max_new_tokens=16 HF={HF} gh {GH} {SK} {AKIA} "
+            f"uri http://alice:pa55w0rd@h:5000 url https://h/t.json?token=qtok0123&n=3 password: pa55w0rd")
+    out = redact_text(line)
+    assert "max_new_tokens=16" in out and "?token=***&n=3" in out and "+hub_token=***" in out
+    assert not any(s in out for s in SECRETS)
+    logger = logging.getLogger("orchestrator.test_secrets")
+    handler = logging.StreamHandler(io.StringIO())
+    logger.addHandler(handler)
+    try:
+        install_log_filter(logger)
+        logger.warning("tracking at %s", "http://alice:pa55w0rd@h:5000")
+    finally:
+        logger.removeHandler(handler)
+    assert handler.stream.getvalue().strip() == "tracking at http://***@h:5000"
 
 
 def _free_port() -> int:
