@@ -2,6 +2,11 @@
 
 This is what a worker does for every shard of its model. It knows nothing of
 Ray or the store; give it a loaded backend and it returns plain rows.
+
+The answer is extracted here, once (`prompts.extract_answer`), and stored with
+the tokens token edit distance compares: the normalised answer and each
+normalised target, each tokenized on its own (`Backend.tokenize`), so the
+prompt's trailing whitespace cannot make a correct answer one token off.
 """
 
 from __future__ import annotations
@@ -9,9 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from orchestrator.backends.base import Backend
+from orchestrator.metrics.definitions import normalize_answer
 from orchestrator.plan import Cell, Shard
 from orchestrator.prompts import extract_answer, render
-from orchestrator.record import Record, Request
+from orchestrator.record import Generation, Record, Request, most_likely
 from orchestrator.tasks.task import Task
 
 
@@ -36,6 +42,12 @@ def run_shard(backend: Backend, task: Task, cell: Cell, shard: Shard) -> list[di
         targets = scored_targets.get(i, [])
         choices = scored_choices.get(i, [])
         text = gen.text if gen else ""
+        answer = extract_answer(text, task, prompt) if gen else ""
+        target_lps = [s.logprob for s in targets]
+        best = most_likely(target_lps)
+        likely = targets[best] if best >= 0 else None
+        target_cut = [bool(s.truncated) for s in targets]
+        choice_cut = [bool(s.truncated) for s in choices]
         rec = Record(
             cell_id=cell.id,
             shard_id=shard.id,
@@ -46,29 +58,35 @@ def run_shard(backend: Backend, task: Task, cell: Cell, shard: Shard) -> list[di
             shots_dropped=req.shots_dropped,
             generated=req.generate,
             generation=text,
-            answer=extract_answer(text, task, prompt) if gen else "",
+            answer=answer,
             generation_token_ids=list(gen.token_ids) if gen else [],
+            answer_token_ids=backend.tokenize(normalize_answer(answer)) if gen else [],
+            target_answer_token_ids=[backend.tokenize(normalize_answer(t)) for t in req.targets] if gen else [],
             targets=list(req.targets),
-            target_logprobs=[s.logprob for s in targets],
-            target_token_ids=list(targets[0].token_ids) if targets else [],
-            target_token_logprobs=list(targets[0].token_logprobs) if targets else [],
-            target_is_greedy=bool(targets[0].is_greedy) if targets else False,
+            target_logprobs=target_lps,
+            likely_target=best,
+            target_token_ids=list(likely.token_ids) if likely else [],
+            target_token_logprobs=list(likely.token_logprobs) if likely else [],
+            target_is_greedy=bool(likely.is_greedy) if likely else False,
             choices=list(req.choices),
             choice_scores=[float(s) for s in req.choice_scores],
             choice_logprobs=[s.logprob for s in choices],
             choice_n_tokens=[len(s.token_ids) for s in choices],
+            truncated=bool(gen and gen.truncated) or any(target_cut) or any(choice_cut),
+            target_truncated=target_cut,
+            choice_truncated=choice_cut,
         )
         rows.append(asdict(rec))
     return rows
 
 
-def _generate(backend: Backend, requests: list[Request]) -> dict[int, object]:
+def _generate(backend: Backend, requests: list[Request]) -> dict[int, Generation]:
     """Greedy generations, batched per (max_new_tokens, stop) so a shard is one backend call."""
     groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
     for i, r in enumerate(requests):
         if r.generate:
             groups.setdefault((r.max_new_tokens, tuple(r.stop)), []).append(i)
-    out: dict[int, object] = {}
+    out: dict[int, Generation] = {}
     for (max_new, stop), idxs in groups.items():
         gens = backend.generate([requests[i].prompt for i in idxs], max_new_tokens=max_new, stop=list(stop))
         out.update(zip(idxs, gens, strict=True))

@@ -47,8 +47,9 @@ Context truncation: when `count_tokens` and `max_tokens` are given and the promp
 tokens plus the continuation budget (max_new_tokens when generating, and the
 longest target or option) exceed `max_tokens`, exemplars are dropped, last first,
 until it fits; `Request.n_shots` counts those kept and `shots_dropped` those
-removed. The query is never cut: if it does not fit even alone, it is sent
-whole with every exemplar dropped and the backend decides what to do.
+removed. A query that does not fit even alone is sent with every exemplar
+dropped; the backend then keeps its last tokens (the end is what the model
+continues) and the record says so (`Record.truncated`, counted per cell).
 
 A style that cannot apply (multiple_choice on a task without options, more
 shots than usable exemplars, a template naming an unknown field, ...) raises

@@ -3,11 +3,23 @@
 A Record holds enough that any metric can be recomputed later without running
 the model again: raw generation, extracted answer, token ids, and the
 log-probabilities of every target and option.
+
+The answer is extracted once, by the pipeline (`prompts.extract_answer`), and
+stored; metrics score the stored answer and never re-apply the task's regex.
+For token edit distance the answer and every target are stored tokenized the
+same way (each normalised string on its own, no special tokens, nothing moved
+from the prompt), so a correct answer is at distance 0 whatever the prompt
+format. Records of RECORD_VERSION 1 (no `record_version` column) lack those
+token ids and hold the reference target's per-token scores only.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class Generation:
 
     text: str
     token_ids: tuple[int, ...]
+    truncated: bool = False  # the prompt was longer than the context allows and lost its first tokens
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class Scored:
     token_logprobs: tuple[float, ...]
     token_ids: tuple[int, ...]
     is_greedy: bool
+    truncated: bool = False  # the context lost its first tokens, or the continuation did not fit (NaN)
 
 
 @dataclass
@@ -57,18 +71,38 @@ class Record:
     shots_dropped: int = 0
     generated: bool = True  # False where the prompt style only scores options (free-form metrics do not apply)
     generation: str = ""
-    answer: str = ""
+    answer: str = ""  # extracted from the generation once, by the pipeline; metrics score it as stored
     generation_token_ids: list[int] = field(default_factory=list)
+    # the normalised answer and each normalised target, each tokenized on its own (no special tokens)
+    answer_token_ids: list[int] = field(default_factory=list)
+    target_answer_token_ids: list[list[int]] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
     target_logprobs: list[float] = field(default_factory=list)  # one per target, summed over tokens
-    target_token_ids: list[int] = field(default_factory=list)  # reference target (targets[0])
-    target_token_logprobs: list[float] = field(default_factory=list)  # reference target, per token
-    target_is_greedy: bool = False
+    likely_target: int = -1  # index of the most likely target (`most_likely`); -1 without targets
+    target_token_ids: list[int] = field(default_factory=list)  # most likely target, as scored after the prompt
+    target_token_logprobs: list[float] = field(default_factory=list)  # most likely target, per token
+    target_is_greedy: bool = False  # most likely target
     choices: list[str] = field(default_factory=list)
     choice_scores: list[float] = field(default_factory=list)
     choice_logprobs: list[float] = field(default_factory=list)
     choice_n_tokens: list[int] = field(default_factory=list)
+    # the model did not read the whole prompt: generation prompt or any target's/option's context was cut
+    truncated: bool = False
+    target_truncated: list[bool] = field(default_factory=list)  # per target: context cut or target unscorable
+    choice_truncated: list[bool] = field(default_factory=list)  # per option: context cut or option unscorable
+    record_version: int = RECORD_VERSION
 
     @classmethod
     def columns(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def most_likely(logprobs: Sequence[float]) -> int:
+    """Index of the largest log-probability (first on ties); -1 when empty or any is NaN (unscorable).
+
+    An unscored target could be the most likely one, so no index is claimed then.
+    """
+    values = [float(v) for v in logprobs]
+    if not values or any(math.isnan(v) for v in values):
+        return -1
+    return max(range(len(values)), key=lambda i: (values[i], -i))

@@ -7,7 +7,9 @@ model, so `rescore` and `report` can rebuild every number from the store.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
+from typing import Any
 
 from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
@@ -16,6 +18,11 @@ from orchestrator.metrics import MetricContext, get, summarise
 from orchestrator.plan import Plan
 from orchestrator.store import SweepStore
 from orchestrator.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+# metrics a store written before RECORD_VERSION 2 cannot give (or gives wrongly for several targets)
+_NEED_VERSION_2 = ("token_edit_distance", "target_token_prob")
 
 
 def import_metric_modules(modules: list[str]) -> None:
@@ -60,6 +67,7 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
         if not ids or not all(i in done for i in ids):
             continue
         frame = store.read_shards(ids)
+        _warn_old_records(frame, cell.label, list(metrics.names))
         records = frame.to_dict("records")
         task = tasks[cell.task]
         ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
@@ -80,6 +88,7 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                 prompt=cell.prompt.name,
                 n_examples=len(records),
                 shots_dropped=int(frame["shots_dropped"].gt(0).sum()) if "shots_dropped" in frame else 0,
+                truncated=int(frame["truncated"].fillna(False).astype(bool).sum()) if "truncated" in frame else 0,
                 scores=scores,
                 non_embedding_params=cell.model.non_embedding_params,
                 train_flops=cell.model.train_flops,
@@ -87,3 +96,17 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
             )
         )
     return results
+
+
+def _warn_old_records(frame: Any, label: str, names: list[str]) -> None:
+    """Say which metrics records from an older store cannot give, and how to get them."""
+    affected = [n for n in names if n in _NEED_VERSION_2]
+    if not affected or frame.empty:
+        return
+    old = int(frame["record_version"].isna().sum()) if "record_version" in frame else len(frame)
+    if old:
+        log.warning(
+            "cell %s: %d records were written before record version 2 (no answer/target token ids, no "
+            "truncation flags): token_edit_distance is NaN for them, target_token_prob for those with several "
+            "targets (%s requested); rerun the cell (delete its shards, then `orchestrator run`) to get them",
+            label, old, ", ".join(affected))

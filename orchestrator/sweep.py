@@ -228,7 +228,7 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
                 "examples": c.n_examples,
                 "shards": len(plan.shards_of(c.cell_id)),
             },
-            {**c.scores, "shots_dropped": {"mean": float(c.shots_dropped)}},
+            {**c.scores, "shots_dropped": {"mean": float(c.shots_dropped)}, "truncated": {"mean": float(c.truncated)}},
         )
     by_key: dict[str, list[Curve]] = {}
     for cv in cvs:
@@ -267,6 +267,9 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
 def cells_table(cells: list[CellResult]) -> pd.DataFrame:
     """One row per cell, one column per metric mean: the terminal summary and cells.csv.
 
+    `shots_dropped` and `truncated` count the cell's examples that lost exemplars,
+    or whose prompt the model did not read whole, to fit the context.
+
     Checkpoints of one model share `params`; their `train_step` gets a column and orders them.
     """
     steps = any(c.train_step is not None for c in cells)
@@ -275,7 +278,8 @@ def cells_table(cells: list[CellResult]) -> pd.DataFrame:
         row = {"model": c.model, "params": c.params}
         if steps:
             row["train_step"] = c.train_step
-        row.update({"task": c.task, "prompt": c.prompt, "n": c.n_examples})
+        row.update({"task": c.task, "prompt": c.prompt, "n": c.n_examples,
+                    "shots_dropped": c.shots_dropped, "truncated": c.truncated})
         row.update({m: s["mean"] for m, s in c.scores.items()})
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -193,12 +193,14 @@ def test_generation_stops_early_when_every_row_has_stopped(backend):
     assert len(calls) <= 3 * n_batches  # not 60 decoding steps per batch
 
 
-def test_long_prompt_is_left_truncated_with_a_warning(backend, caplog):
+def test_long_prompt_is_left_truncated_with_a_warning_and_flagged(backend, caplog):
     long_prompt = "0123456789" * 12  # 120 characters > 96 - 8
     with caplog.at_level(logging.WARNING):
-        got = backend.generate([long_prompt], max_new_tokens=8, stop=[])[0]
+        got, short = backend.generate([long_prompt, "12+34="], max_new_tokens=8, stop=[])
     assert "exceeds" in caplog.text
-    assert got == backend.generate([long_prompt[-(N_POSITIONS - 8) :]], max_new_tokens=8, stop=[])[0]
+    kept = backend.generate([long_prompt[-(N_POSITIONS - 8) :]], max_new_tokens=8, stop=[])[0]
+    assert (got.text, got.token_ids) == (kept.text, kept.token_ids)
+    assert got.truncated and not kept.truncated and not short.truncated
 
 
 # --- log-likelihood -------------------------------------------------------------------------------------------
@@ -238,10 +240,11 @@ def test_loglikelihood_batched_equals_unbatched(backend):
 def test_loglikelihood_truncates_long_contexts_from_the_left(backend):
     tok = backend.tokenizer
     ctx, cont = "abcdefghij" * 15, "klm"
-    (s,) = backend.loglikelihood([(ctx, cont)])
+    s, fits = backend.loglikelihood([(ctx, cont), (ctx[-(N_POSITIONS + 1 - 3) :], cont)])
     assert s.token_logprobs == pytest.approx(
         _manual_scores(backend, tok(ctx)["input_ids"], tok(cont)["input_ids"]), abs=1e-4
     )
+    assert s.truncated and not fits.truncated  # 94 + 3 tokens: the model reads 96, all it needs
 
 
 def test_is_greedy_for_the_models_own_continuation(backend):
@@ -359,6 +362,12 @@ def test_vllm_backend_agrees_with_transformers(backend, model_dir, monkeypatch):
     for a, b in zip(v.loglikelihood(pairs), scored, strict=True):
         assert (a.token_ids, a.is_greedy) == (b.token_ids, b.is_greedy)
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+        assert not a.truncated
+    long_prompt = "0123456789" * 12
+    assert v.generate([long_prompt], max_new_tokens=8, stop=[])[0].truncated
+    cut, too_long = v.loglikelihood([("abcdefghij" * 15, "klm"), ("1+1=", "9" * N_POSITIONS)])
+    assert cut.truncated and math.isfinite(cut.logprob)
+    assert too_long.truncated and math.isnan(too_long.logprob)  # NaN, not a failed shard
 
 
 def test_a_continuation_longer_than_the_context_scores_nan_not_an_error(model_dir):
@@ -366,3 +375,11 @@ def test_a_continuation_longer_than_the_context_scores_nan_not_an_error(model_di
     too_long, fits = backend.loglikelihood([("1+1=", "9" * 40), ("1+1=", "2")])
     assert math.isnan(too_long.logprob) and too_long.token_ids == ()
     assert math.isfinite(fits.logprob) and len(fits.token_ids) == 1
+    assert too_long.truncated and not fits.truncated
+
+
+def test_a_context_longer_than_the_model_positions_is_refused_at_load(model_dir):
+    """A learned position table has N_POSITIONS rows: a longer backend.max_length failed shards with IndexError."""
+    with pytest.raises(BackendError, match=rf"backend.max_length={N_POSITIONS + 1} exceeds the {N_POSITIONS} "):
+        _load(model_dir, max_length=N_POSITIONS + 1)
+    assert _load(model_dir, max_length=N_POSITIONS).max_length == N_POSITIONS

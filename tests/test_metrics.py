@@ -16,6 +16,7 @@ import pytest
 from orchestrator import metrics as M
 from orchestrator.metrics import MetricContext, aggregate, compute, registry
 from orchestrator.record import Record
+from orchestrator.tasks.bigbench import DEFAULT_OUTPUT_REGEX
 
 LN = math.log
 
@@ -84,14 +85,27 @@ def test_exact_match_is_nan_without_targets_and_reads_missing_answer_as_empty():
     assert math.isnan(out[0]) and out[1:] == [0.0, 1.0]
 
 
-def test_exact_match_applies_output_regex_like_bigbench():
-    r = rec(answer="The answer is 42. Then 7", targets=["42"])
-    assert score("exact_match", [r]) == [0.0]
-    assert score("exact_match", [r], output_regex=r"\d+") == [1.0]
-    assert score("exact_match", [r], output_regex=r"answer is (\d+)") == [1.0]  # one group -> the group
-    assert score("exact_match", [r], output_regex=r"[a-z]{20}") == [0.0]  # no match -> ""
+def test_extract_answer_applies_output_regex_like_bigbench():
+    text = "The answer is 42. Then 7"
+    assert M.extract_answer(text, r"\d+") == "42"
+    assert M.extract_answer(text, r"answer is (\d+)") == "42"  # one group -> the group
+    assert M.extract_answer(text, r"[a-z]{20}") == ""  # no match -> ""
     with pytest.raises(ValueError, match="several groups"):
-        score("exact_match", [r], output_regex=r"(answer) is (\d+)")
+        M.extract_answer(text, r"(answer) is (\d+)")
+
+
+@pytest.mark.parametrize(
+    "answer, regex",
+    [
+        ("3.5", DEFAULT_OUTPUT_REGEX),  # a chain-of-thought answer: the default regex would cut it to "3"
+        ("42", r"answer is (\d+)"),  # a context regex: re-applied to the extracted "42" it finds nothing
+    ],
+)
+def test_metrics_score_the_stored_answer_without_reapplying_the_regex(answer, regex):
+    """The pipeline extracts the answer once; a second pass of output_regex made correct answers wrong."""
+    r = rec(answer=answer, targets=[answer], answer_token_ids=[1, 2], target_answer_token_ids=[[1, 2]])
+    for name in ("exact_match", "char_edit_distance", "token_edit_distance"):
+        assert score(name, [r], output_regex=regex) == [1.0 if name == "exact_match" else 0.0], name
 
 
 def test_bigbench_default_regex_cuts_at_sentence_punctuation():
@@ -224,35 +238,74 @@ def test_levenshtein():
 
 def test_token_edit_distance():
     records = [
-        rec(0, generation_token_ids=[1, 2, 3], target_token_ids=[1, 3]),
-        rec(1, generation_token_ids=[], target_token_ids=[5, 6]),  # empty output
-        rec(2, generation_token_ids=np.array([7, 8]), target_token_ids=np.array([7, 8])),
-        rec(3, generation_token_ids=[1]),  # no target tokens
+        rec(0, answer_token_ids=[1, 2, 3], target_answer_token_ids=[[1, 3]]),
+        rec(1, answer_token_ids=[], target_answer_token_ids=[[5, 6]]),  # empty answer
+        rec(2, answer_token_ids=np.array([7, 8]), target_answer_token_ids=np.array([np.array([7, 8])], dtype=object)),
+        rec(3, answer_token_ids=[1]),  # no targets
+        # the raw generation's tokens are not what is compared: the extracted answer's are
+        rec(4, generation_token_ids=[9, 9, 9, 7], answer_token_ids=[7], target_answer_token_ids=[[7]]),
     ]
-    assert same(score("token_edit_distance", records), [1.0, 2.0, 0.0, math.nan])
+    assert same(score("token_edit_distance", records), [1.0, 2.0, 0.0, math.nan, 0.0])
     assert M.get("token_edit_distance").higher_is_better is False
 
 
-def test_char_edit_distance_uses_the_reference_target():
+def test_token_edit_distance_is_nan_on_records_without_answer_tokens():
+    """A store written before answer tokens were recorded cannot give this metric: NaN, not a wrong number."""
+    old = rec(0, answer="12", targets=["12"], generation_token_ids=[3, 4], target_token_ids=[0, 3, 4])
+    del old["answer_token_ids"], old["target_answer_token_ids"], old["record_version"]
+    assert math.isnan(score("token_edit_distance", [old])[0])
+
+
+def test_char_edit_distance():
     records = [
         rec(0, answer="Paris.", targets=["paris"]),
         rec(1, answer="Pariss", targets=["paris"]),
         rec(2, answer="naïve", targets=["naive"]),  # one character, not two bytes
         rec(3, answer="", targets=["abc"]),
-        rec(4, answer="nyc", targets=["New York", "nyc"]),  # exact match, but targets[0] is the reference
         rec(5, answer="x"),
     ]
-    assert same(score("char_edit_distance", records), [0.0, 1.0, 1.0, 3.0, 6.0, math.nan])
+    assert same(score("char_edit_distance", records), [0.0, 1.0, 1.0, 3.0, math.nan])
+
+
+def test_edit_distances_use_the_nearest_acceptable_target():
+    """word_unscrambling: exact match accepts any target, so the distances measure to the nearest one.
+
+    Before, only targets[0] counted: the correct "sith" scored 4 and the wrong "thsi" 2.
+    """
+    def unscramble(answer: str) -> dict:
+        targets = ["this", "sith"]
+        return rec(answer=answer, targets=targets, answer_token_ids=[ord(c) for c in answer],
+                   target_answer_token_ids=[[ord(c) for c in t] for t in targets])
+
+    correct, wrong = unscramble("sith"), unscramble("thsi")
+    assert score("exact_match", [correct, wrong]) == [1.0, 0.0]
+    assert score("char_edit_distance", [correct, wrong]) == [0.0, 2.0]
+    assert score("token_edit_distance", [correct, wrong]) == [0.0, 2.0]
+    assert score("char_edit_distance", [rec(answer="nyc", targets=["New York", "nyc"])]) == [0.0]
 
 
 def test_target_logprob_and_token_prob():
     records = [
-        rec(0, target_logprobs=[-1.5, -3.0], target_token_logprobs=[-0.1, -0.3]),
+        rec(0, target_logprobs=[-1.5, -3.0], likely_target=0, target_token_logprobs=[-0.1, -0.3]),
         rec(1, target_logprobs=np.array([-2.0]), target_token_logprobs=np.array([LN(0.5), LN(0.5)])),
         rec(2),
     ]
     assert same(score("target_logprob", records), [-1.5, -2.0, math.nan])
     assert same(score("target_token_prob", records), [math.exp(-0.2), 0.5, math.nan])
+
+
+def test_target_logprob_takes_the_most_likely_acceptable_target():
+    """Exact match accepts any target; target log p credits the one the model finds most likely, not targets[0]."""
+    r = rec(targets=["this", "sith"], target_logprobs=[-9.0, -2.0], likely_target=1,
+            target_token_logprobs=[-0.5, -0.5, -0.5, -0.5])  # the per-token scores stored are those of "sith"
+    assert score("target_logprob", [r]) == [-2.0]
+    assert score("target_token_prob", [r]) == [pytest.approx(math.exp(-0.5))]
+    unscorable = rec(targets=["a", "b"], target_logprobs=[-1.0, math.nan])  # "b" did not fit the context
+    assert math.isnan(score("target_logprob", [unscorable])[0])
+    # a record written before the most likely target's tokens were stored holds targets[0]'s: no number
+    old = dict(r, record_version=math.nan)
+    assert math.isnan(score("target_token_prob", [old])[0])
+    assert score("target_logprob", [old]) == [-2.0]  # all targets' sums were always stored
 
 
 # --------------------------------------------------------------------------- registry
@@ -286,7 +339,7 @@ def test_builtin_metrics_metadata():
     assert lower_better == {"token_edit_distance", "char_edit_distance", "brier_score", "calibration_ece"}
     assert M.get("subset_accuracy").unit == "group"
     assert M.chance("exact_match", [rec(targets=["a"])]) == 0.0
-    assert M.chance("token_edit_distance", [rec(target_token_ids=[1])]) is None
+    assert M.chance("token_edit_distance", [rec(target_answer_token_ids=[[1]])]) is None
 
 
 def test_registering_a_metric_in_a_few_lines(scratch_registry):
@@ -426,7 +479,7 @@ def test_metrics_import_no_heavy_dependencies():
 def test_free_form_metrics_do_not_apply_where_nothing_was_generated():
     """A multiple-choice (log-likelihood) cell generates nothing: exact match is NaN there, not 0."""
     scored_only = rec(0, generated=False, answer="", targets=["12"], target_token_ids=[3, 4],
-                      generation_token_ids=[])
+                      generation_token_ids=[], target_answer_token_ids=[[3, 4]])
     for name in ("exact_match", "char_edit_distance", "token_edit_distance"):
         assert math.isnan(compute(name, [scored_only])[0]), name
     assert compute("exact_match", [rec(0, generated=True, answer="12", targets=["12"])]) == [1.0]

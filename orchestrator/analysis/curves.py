@@ -26,6 +26,7 @@ class CellResult:
     non_embedding_params: int | None = None
     train_flops: float | None = None
     train_step: int | None = None
+    truncated: int = 0  # examples whose prompt the model did not read whole (Record.truncated)
 
 
 X_LABELS = {

@@ -37,6 +37,10 @@ class Backend(Protocol):
         """Token ids of `text` as a prompt (same rule as `count_tokens`)."""
         ...
 
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` on its own, without special tokens: how answers and targets are compared."""
+        ...
+
     def generate(self, prompts: list[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[Generation]:
         """Greedy continuation of each prompt, cut at the first stop string; same order as `prompts`."""
         ...
@@ -61,6 +65,9 @@ class TokenizerMixin:
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -104,12 +111,13 @@ def finish_generation(
     stop: Sequence[str],
     eos_ids: Iterable[int],
     decode: Callable[[list[int]], str],
+    truncated: bool = False,
 ) -> Generation:
     """Turn the raw generated ids of one prompt into a Generation.
 
     Ids end at the first end-of-sequence token (excluded); the text is cut at the
     first stop string (excluded); token_ids are the generated ids up to the cut
-    (`covering_prefix`).
+    (`covering_prefix`). `truncated` says whether the prompt was cut to fit (`truncate_prompt`).
     """
     eos = set(eos_ids)
     kept = list(ids)
@@ -120,17 +128,24 @@ def finish_generation(
     text, was_cut = cut_at_stop(decode(kept), stop)
     if was_cut:
         kept = covering_prefix(kept, text, decode)
-    return Generation(text=text, token_ids=tuple(int(t) for t in kept))
+    return Generation(text=text, token_ids=tuple(int(t) for t in kept), truncated=truncated)
 
 
-def truncate_prompt(ids: list[int], limit: int) -> list[int]:
-    """Keep the last `limit` ids of a prompt (its end is what the model continues), with a warning."""
+def truncate_prompt(ids: list[int], limit: int) -> tuple[list[int], bool]:
+    """The last `limit` ids of a prompt (its end is what the model continues), and whether any were cut.
+
+    Prompts drop exemplars to fit first (`prompts.render`); a query that still does
+    not fit loses its beginning here, and the record says so (`Record.truncated`).
+    """
     if limit < 1:
-        raise BackendError(f"no room for a prompt: the context length leaves {limit} tokens after max_new_tokens")
+        raise BackendError(
+            f"no room for a prompt: the context length leaves {limit} tokens after max_new_tokens; "
+            "lower the prompt's max_new_tokens or raise backend.max_length"
+        )
     if len(ids) > limit:
         log.warning("prompt of %d tokens exceeds the %d available; keeping its last %d tokens", len(ids), limit, limit)
-        return ids[-limit:]
-    return ids
+        return ids[-limit:], True
+    return ids, False
 
 
 # --- log-likelihood -------------------------------------------------------------------------------------------
@@ -155,6 +170,10 @@ def pair_token_ids(
     empty_context_id: int,
 ) -> tuple[list[int], list[int]]:
     """Context ids and continuation ids, tokenized separately so the continuation's tokens are well defined.
+
+    For log-likelihood only: these continuation ids depend on the context's
+    trailing whitespace, so token edit distance compares standalone tokenizations
+    instead (`Backend.tokenize`, see `orchestrator.record`).
 
     The context is encoded as a prompt (with the tokenizer's special tokens, as in
     generation, so a target scored here and a generation see the same prefix);
@@ -186,7 +205,7 @@ def apply_chat_template(tokenizer: Any, text: str) -> str:
 
 def unscorable_scored() -> Scored:
     """A continuation longer than the model's context: its log-probability is undefined (NaN)."""
-    return Scored(logprob=float("nan"), token_logprobs=(), token_ids=(), is_greedy=False)
+    return Scored(logprob=float("nan"), token_logprobs=(), token_ids=(), is_greedy=False, truncated=True)
 
 
 def empty_scored() -> Scored:

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from transformers import (
@@ -128,7 +129,7 @@ class TransformersBackend(TokenizerMixin):
         self.eos_ids = self._eos_ids()
         # the token an empty context/prompt starts from
         self.start_id = next((t for t in (tok.bos_token_id, tok.eos_token_id, self.pad_id) if t is not None), 0)
-        self.max_length = cfg.max_length or self._model_max_length()
+        self.max_length = self._max_length(cfg.max_length)
         forward = inspect.signature(self.model.forward).parameters
         self._keep_logits = "logits_to_keep" in forward
         self._has_position_ids = "position_ids" in forward
@@ -143,6 +144,28 @@ class TransformersBackend(TokenizerMixin):
         head = self.model.get_output_embeddings()
         vocab = head.weight.shape[0] if head is not None else float("inf")
         return sorted(i for i in ids if 0 <= i < vocab)
+
+    def _max_length(self, configured: int | None) -> int:
+        """backend.max_length, or the model's own; never more than the positions the model declares.
+
+        A learned position table (GPT-2, the zoo) has no row past its size, so a
+        longer context would fail the shard with an IndexError mid-run.
+        """
+        declared = self._declared_positions()
+        if configured and declared and configured > declared:
+            raise BackendError(
+                f"backend.max_length={configured} exceeds the {declared} positions {self.model.name_or_path!r} "
+                f"declares in its config; set backend.max_length to at most {declared} or leave it unset"
+            )
+        return configured or self._model_max_length()
+
+    def _declared_positions(self) -> int | None:
+        cfg = self.model.config
+        for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
 
     def _model_max_length(self) -> int:
         cfg = self.model.config
@@ -164,14 +187,15 @@ class TransformersBackend(TokenizerMixin):
         """Greedy generation in batches of similar length, returned in the prompts' order."""
         stop = [s for s in stop if s]
         limit = self.max_length - max_new_tokens
-        encoded = [truncate_prompt(self.encode(p) or [self.start_id], limit) for p in prompts]
+        cut = [truncate_prompt(self.encode(p) or [self.start_id], limit) for p in prompts]
+        encoded = [ids for ids, _ in cut]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
         out: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             rows = self._generate_batch([encoded[i] for i in idx], max_new_tokens, stop)
             for i, ids in zip(idx, rows, strict=True):
-                out[i] = finish_generation(ids, stop, self.eos_ids, self._decode)
+                out[i] = finish_generation(ids, stop, self.eos_ids, self._decode, truncated=cut[i][1])
         return out  # type: ignore[return-value]
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,14 +232,9 @@ class TransformersBackend(TokenizerMixin):
         """Σ log p(continuation tokens | context), per-token log-probs and greediness, batched by length."""
         items: list[tuple[list[int], list[int]]] = []
         unscorable: set[int] = set()
+        cut: set[int] = set()
         for n, (context, continuation) in enumerate(pairs):
-            ctx, cont = pair_token_ids(
-                context,
-                continuation,
-                self.encode,
-                lambda s: list(self.tokenizer(s, add_special_tokens=False)["input_ids"]),
-                self.start_id,
-            )
+            ctx, cont = pair_token_ids(context, continuation, self.encode, self.tokenize, self.start_id)
             if len(cont) > self.max_length:
                 # the model cannot score it at all: the record says so (NaN) instead of failing the shard
                 log.warning("a continuation of %d tokens does not fit the context length %d: scored NaN",
@@ -224,6 +243,8 @@ class TransformersBackend(TokenizerMixin):
                 items.append(([], []))
                 continue
             # the model reads all but the last token; truncate from the left to the context length
+            if len(ctx) + len(cont) > self.max_length + 1:
+                cut.add(n)
             inp = (ctx + cont)[-(self.max_length + 1) :][:-1]
             items.append((inp, cont))
         out: list[Scored | None] = [None] * len(pairs)
@@ -238,7 +259,7 @@ class TransformersBackend(TokenizerMixin):
                     out[i] = empty_scored()
             if idx:
                 for i, scored in zip(idx, self._score_batch([items[i] for i in idx]), strict=True):
-                    out[i] = scored
+                    out[i] = replace(scored, truncated=i in cut)
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()

@@ -17,12 +17,12 @@ import os
 from collections.abc import Sequence
 
 from orchestrator.backends.base import (
-    BackendError,
     TokenizerMixin,
     empty_scored,
     finish_generation,
     pair_token_ids,
     truncate_prompt,
+    unscorable_scored,
 )
 from orchestrator.config import BackendConfig, ModelFamily, ModelSize
 from orchestrator.record import Generation, Scored
@@ -64,34 +64,38 @@ class VLLMBackend(TokenizerMixin):
 
         stop = [s for s in stop if s]
         limit = self.max_length - max_new_tokens
-        inputs = [{"prompt_token_ids": truncate_prompt(self.encode(p) or [self.start_id], limit)} for p in prompts]
+        cut = [truncate_prompt(self.encode(p) or [self.start_id], limit) for p in prompts]
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=stop or None)
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
-        return [finish_generation(o.outputs[0].token_ids, stop, self.eos_ids, self._decode) for o in outputs]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids, _ in cut], params, use_tqdm=False)
+        return [
+            finish_generation(o.outputs[0].token_ids, stop, self.eos_ids, self._decode, truncated=was_cut)
+            for o, (_, was_cut) in zip(outputs, cut, strict=True)
+        ]
 
     def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[Scored]:
         """Scores from `prompt_logprobs`: the log-prob and rank of every prompt token given those before it."""
         from vllm import SamplingParams
 
-        items = []
-        for context, continuation in pairs:
-            ctx, cont = pair_token_ids(
-                context,
-                continuation,
-                self.encode,
-                lambda s: list(self.tokenizer(s, add_special_tokens=False)["input_ids"]),
-                self.start_id,
-            )
+        items: list[tuple[list[int], list[int]]] = []
+        unscorable: set[int] = set()
+        cut: set[int] = set()
+        for n, (context, continuation) in enumerate(pairs):
+            ctx, cont = pair_token_ids(context, continuation, self.encode, self.tokenize, self.start_id)
             if len(cont) >= self.max_length - 1:
-                raise BackendError(
-                    f"a continuation of {len(cont)} tokens does not fit the context length {self.max_length}"
-                )
+                # as the transformers backend: NaN in the record instead of a failed shard
+                log.warning("a continuation of %d tokens does not fit the context length %d: scored NaN",
+                            len(cont), self.max_length)
+                unscorable.add(n)
+                items.append(([], []))
+                continue
             # vLLM must generate one token after the prompt, so the prompt gets max_length - 1 tokens
+            if len(ctx) + len(cont) > self.max_length - 1:
+                cut.add(n)
             items.append(((ctx + cont)[-(self.max_length - 1) :], cont))
         todo = [i for i, (_, cont) in enumerate(items) if cont]
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1)
         outputs = self.llm.generate([{"prompt_token_ids": items[i][0]} for i in todo], params, use_tqdm=False)
-        out: list[Scored] = [empty_scored()] * len(items)
+        out: list[Scored] = [unscorable_scored() if i in unscorable else empty_scored() for i in range(len(items))]
         for i, o in zip(todo, outputs, strict=True):
             ids, cont = items[i]
             entries = o.prompt_logprobs[len(ids) - len(cont) :]  # entry k scores prompt token k (entry 0 is None)
@@ -100,7 +104,8 @@ class VLLMBackend(TokenizerMixin):
                 lp = entry[tok]
                 lps.append(float(lp.logprob))
                 greedy = greedy and lp.rank == 1
-            out[i] = Scored(logprob=sum(lps), token_logprobs=tuple(lps), token_ids=tuple(cont), is_greedy=greedy)
+            out[i] = Scored(logprob=sum(lps), token_logprobs=tuple(lps), token_ids=tuple(cont), is_greedy=greedy,
+                            truncated=i in cut)
         return out
 
     def close(self) -> None:

@@ -42,6 +42,7 @@ from orchestrator.metrics.registry import (
     is_empty,
     metric,
 )
+from orchestrator.record import most_likely
 
 Records = Sequence[Mapping[str, Any]]
 NAN = math.nan
@@ -104,13 +105,17 @@ def levenshtein(a: Sequence[Any], b: Sequence[Any]) -> int:
 
 
 def _answer(record: Mapping[str, Any], ctx: MetricContext) -> str:
-    # The stored `answer` is already extracted by the pipeline; re-applying the
-    # task's regex to it is idempotent for an extracted answer and performs the
-    # extraction for a backend that stored the cut generation as the answer.
-    return normalize_answer(extract_answer(as_text(record.get("answer")), ctx.output_regex))
+    """The stored answer, normalised; the task's `output_regex` is not applied again.
+
+    The pipeline extracted it once (`prompts.extract_answer` applies the regex).
+    A second pass would cut a chain-of-thought "3.5" to "3" under BIG-bench's
+    default regex, and turn the group "42" of `answer is (\\d+)` into "".
+    """
+    return normalize_answer(as_text(record.get("answer")))
 
 
 def _targets(record: Mapping[str, Any]) -> list[str]:
+    """Every acceptable target, normalised as the answer is (any of them counts as correct)."""
     return [normalize_answer(as_text(t)) for t in as_list(record.get("targets"))]
 
 
@@ -280,19 +285,26 @@ def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
     "token_edit_distance",
     kind="continuous",
     higher_is_better=False,
-    needs=("target_token_ids", "generated"),
+    needs=("target_answer_token_ids", "generated"),
     best=0.0,
 )
 def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
-    """Levenshtein distance between the generated token ids and the reference target's token ids.
+    """Levenshtein distance in tokens between the answer and the nearest acceptable target.
 
     Schaeffer et al. (2023): ~ L x per-token error, so it falls smoothly with
-    scale. An empty generation scores len(target). NaN without target tokens.
+    scale. Both sides are the stored `answer_token_ids` / `target_answer_token_ids`:
+    the extracted answer and each target after `normalize_answer`, tokenized
+    the same way (each string on its own, no special tokens), so 0 exactly
+    when exact_match counts the answer correct, on every prompt format; the
+    minimum over targets, as exact match accepts any of them. An empty answer
+    scores the shortest target's length. NaN without targets, and for records
+    written before RECORD_VERSION 2 (they lack these token ids).
     """
     out = []
     for r in records:
-        target = as_list(r.get("target_token_ids"))
-        out.append(float(levenshtein(as_list(r.get("generation_token_ids")), target)) if target else NAN)
+        answer = as_list(r.get("answer_token_ids"))
+        targets = [as_list(t) for t in as_list(r.get("target_answer_token_ids"))]
+        out.append(float(min(levenshtein(answer, t) for t in targets)) if targets else NAN)
     return out
 
 
@@ -300,25 +312,32 @@ def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     "char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets", "generated"), best=0.0
 )
 def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
-    """Levenshtein distance over characters between the answer and the reference target (targets[0]).
+    """Levenshtein distance over characters between the answer and the nearest acceptable target.
 
-    Both sides pass through the same `output_regex` and `normalize_answer` as
-    exact_match, so a distance of 0 means an exact match with targets[0].
+    Both sides are normalised as in exact_match (`normalize_answer`; the answer
+    as extracted by the pipeline), and the minimum is taken over the targets
+    because exact match accepts any of them: 0 exactly for an exact match.
     """
     out = []
     for r in records:
         targets = _targets(r)
-        out.append(float(levenshtein(_answer(r, ctx), targets[0])) if targets else NAN)
+        answer = _answer(r, ctx)
+        out.append(float(min(levenshtein(answer, t) for t in targets)) if targets else NAN)
     return out
 
 
 @metric("target_logprob", kind="continuous", higher_is_better=True, needs=("target_logprobs",), best=0.0)
 def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
-    """log p(reference target | prompt) = sum of its token log-probabilities (target_logprobs[0])."""
+    """log p(target | prompt) of the most likely acceptable target: max over targets of the summed token log p.
+
+    Exact match accepts any target, so the model is credited with the one it
+    finds most likely. NaN when any target could not be scored (it might be that one).
+    """
     out = []
     for r in records:
         lps = as_floats(r.get("target_logprobs"))
-        out.append(float(lps[0]) if len(lps) else NAN)
+        best = most_likely(lps)
+        out.append(float(lps[best]) if best >= 0 else NAN)
     return out
 
 
@@ -326,11 +345,17 @@ def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
     "target_token_prob", kind="continuous", higher_is_better=True, needs=("target_token_logprobs",), best=1.0
 )
 def target_token_prob(records: Records, ctx: MetricContext) -> list[float]:
-    """Per-token probability of the reference target, exp(mean token log p): the p in Schaeffer's p^L."""
+    """Per-token probability exp(mean token log p) of the most likely target: the p in Schaeffer's p^L.
+
+    The target is the one target_logprob picks (the record stores its per-token
+    log-probs). NaN for a multi-target record written before RECORD_VERSION 2,
+    which stored the first target's tokens whatever its likelihood.
+    """
     out = []
     for r in records:
         lps = as_floats(r.get("target_token_logprobs"))
-        out.append(float(np.exp(lps.mean())) if len(lps) else NAN)
+        old = is_empty(r.get("record_version")) and len(as_list(r.get("target_logprobs"))) > 1
+        out.append(float(np.exp(lps.mean())) if len(lps) and not old else NAN)
     return out
 
 
