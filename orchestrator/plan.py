@@ -1,16 +1,24 @@
 """The plan: a sweep's grid expanded into cells and shards with stable ids. Pure.
 
-A shard id is a hash of everything that determines its records (model path and
-revision, dtype, the task's content hash, the prompt style and its parameters,
-the example range, the backend, and the record format version), so the same
-config always gives the same ids and any change that could change a result
-gives new ones. A finished shard is found again by its id; nothing is redone.
+A shard id is a hash of everything that determines its records (model path,
+the commit its revision resolved to, what a local folder holds, dtype, the
+task's content hash, the prompt style and its parameters, the example range,
+the backend and its context length, and the record format version), so the
+same config always gives the same ids and any change that could change a
+result gives new ones. A finished shard is found again by its id; nothing is
+redone.
+
+A branch name (`main`) or a folder path says nothing about the weights behind
+it, so the caller resolves each model first (`orchestrator.resolve`, which
+talks to the hub and the disk) and passes the result in: the plan stays a pure
+function of plain data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from orchestrator.config import ModelFamily, PromptConfig, SweepConfig
@@ -25,13 +33,28 @@ def stable_hash(payload: object, length: int = 16) -> str:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """What one configured model points at, found before planning (orchestrator.resolve).
+
+    `revision` is what the backend loads: for a hub model the commit a branch
+    or tag resolved to. `fingerprint` keys a local folder by its content: the
+    zoo's spec hash (`zoo:<hash>`), a git tree id (`git:<id>`) or a hash of its
+    files (`files:<hash>`). `note` says how, for the manifest and the log.
+    """
+
+    revision: str
+    fingerprint: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model of the family, as the plan sees it."""
 
     family: str
     name: str
     path: str
-    revision: str
+    revision: str  # what is loaded: the resolved commit for a hub model whose revision was resolved
     params: int
     dtype: str
     tokenizer: str | None = None
@@ -39,11 +62,14 @@ class ModelSpec:
     train_flops: float | None = None
     train_step: int | None = None
     trust_remote_code: bool = False
+    requested_revision: str | None = None  # the configured revision (a branch or tag) when it resolved to another
+    fingerprint: str | None = None  # a local folder's content key (see Resolved)
 
     @property
     def identity(self) -> dict[str, object]:
         """What about the model determines its outputs (not its display name)."""
-        return {"path": self.path, "revision": self.revision, "dtype": self.dtype, "tokenizer": self.tokenizer}
+        return {"path": self.path, "revision": self.revision, "dtype": self.dtype, "tokenizer": self.tokenizer,
+                "fingerprint": self.fingerprint}
 
 
 @dataclass(frozen=True)
@@ -118,17 +144,18 @@ class Plan:
         return out
 
 
-def model_specs(family: ModelFamily) -> list[ModelSpec]:
-    """The selected sizes of a family, smallest first."""
+def model_specs(family: ModelFamily, resolved: Mapping[str, Resolved] | None = None) -> list[ModelSpec]:
+    """The selected sizes of a family, smallest first, with each one's resolution when given."""
     specs = []
     for name in family.sizes:
         m = family.catalog[name]
+        r = (resolved or {}).get(name)
         specs.append(
             ModelSpec(
                 family=family.family,
                 name=name,
                 path=m.path,
-                revision=m.revision,
+                revision=r.revision if r else m.revision,
                 params=int(m.params),
                 dtype=family.dtype,
                 tokenizer=m.tokenizer,
@@ -136,14 +163,20 @@ def model_specs(family: ModelFamily) -> list[ModelSpec]:
                 train_flops=m.train_flops,
                 train_step=m.train_step,
                 trust_remote_code=family.trust_remote_code,
+                requested_revision=m.revision if r and r.revision != m.revision else None,
+                fingerprint=r.fingerprint if r else None,
             )
         )
     return sorted(specs, key=lambda s: (s.params, s.train_step or 0, s.name))
 
 
-def make_plan(cfg: SweepConfig, tasks: dict[str, Task]) -> Plan:
-    """Expand the grid (sizes x tasks x prompt styles) into cells and shards."""
-    models = model_specs(cfg.model)
+def make_plan(cfg: SweepConfig, tasks: dict[str, Task], resolved: Mapping[str, Resolved] | None = None) -> Plan:
+    """Expand the grid (sizes x tasks x prompt styles) into cells and shards.
+
+    `resolved` maps size names to what they resolved to; without it, ids use the
+    configured revision as written (fine for a pinned commit, not for `main`).
+    """
+    models = model_specs(cfg.model, resolved)
     cells: list[Cell] = []
     shards: list[Shard] = []
     size = cfg.sweep.shard_size
@@ -157,6 +190,8 @@ def make_plan(cfg: SweepConfig, tasks: dict[str, Task]) -> Plan:
                     "task": task.id,
                     "prompt": style.params,
                     "backend": cfg.backend.name,
+                    # the context length decides which exemplars are dropped and where prompts are cut
+                    "max_length": cfg.backend.max_length,
                     "record_format": RECORD_FORMAT_VERSION,
                 }
                 cell_id = stable_hash(cell_key)

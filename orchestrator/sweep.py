@@ -21,8 +21,9 @@ from orchestrator.analysis.curves import CellResult, Curve, curves
 from orchestrator.analysis.plots import plot_all
 from orchestrator.analysis.report import Analysis, analyse, build_report
 from orchestrator.config import SweepConfig, to_container
-from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, make_plan
+from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, Resolved, make_plan
 from orchestrator.scoring import check_metric_names, metric_info, score_cells
+from orchestrator.secrets import MASK, redact
 from orchestrator.store import SweepStore
 from orchestrator.tasks import load_task
 from orchestrator.tasks.task import Task
@@ -89,33 +90,66 @@ def load_tasks(cfg: SweepConfig) -> dict[str, Task]:
     return tasks
 
 
-def prepare(cfg: SweepConfig) -> tuple[Plan, dict[str, Task], SweepStore]:
+def prepare(
+    cfg: SweepConfig, resolved: dict[str, Resolved] | None = None
+) -> tuple[Plan, dict[str, Task], SweepStore]:
+    """Check metrics and tasks, resolve each model to what it is (hub commit, zoo spec hash, folder content),
+    and plan. `resolved` replaces the resolution (a rescore uses the one recorded in the manifest)."""
+    from orchestrator.resolve import resolve_models
+
     check_metric_names(cfg.metrics)
     tasks = load_tasks(cfg)
-    plan = make_plan(cfg, tasks)
+    if resolved is None:
+        resolved = resolve_models(cfg.model)
+    plan = make_plan(cfg, tasks, resolved)
+    for m in plan.models:
+        log.info("model %s: %s", m.name, (resolved.get(m.name) or Resolved(m.revision)).note or m.revision)
     return plan, tasks, SweepStore(cfg.storage.root, plan.sweep_id)
 
 
 def manifest(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task]) -> dict:
-    return {
+    """The sweep's record in the store: config, code, what each model resolved to, and the plan.
+
+    Credentials are masked (orchestrator.secrets): a manifest is shared with the results.
+    """
+    return redact({
         "sweep_id": plan.sweep_id,
         "fingerprint": plan.fingerprint,
         "code_version": code_version(),
         "record_format": RECORD_FORMAT_VERSION,
         "config": to_container(cfg),
+        "models": {
+            m.name: {
+                "path": m.path,
+                "revision": m.revision,
+                "requested_revision": m.requested_revision,
+                "fingerprint": m.fingerprint,
+            }
+            for m in plan.models
+        },
         "tasks": {n: {"id": t.id, "source": t.source, "examples": len(t.examples)} for n, t in tasks.items()},
         "cells": [
             {
                 "id": c.id,
                 "model": c.model.name,
                 "params": c.model.params,
+                "train_step": c.model.train_step,
                 "task": c.task,
                 "prompt": c.prompt.name,
                 "shards": [s.id for s in plan.shards_of(c.id)],
             }
             for c in plan.cells
         ],
-    }
+    })
+
+
+def recorded_models(stored: dict) -> dict[str, Resolved] | None:
+    """What each model resolved to when the sweep ran, from its manifest (None for a manifest without it)."""
+    models = stored.get("models")
+    if not isinstance(models, dict):
+        return None
+    return {name: Resolved(m["revision"], m.get("fingerprint"), "recorded in manifest.json")
+            for name, m in models.items()}
 
 
 def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
@@ -220,6 +254,8 @@ def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str
                    if getattr(cell.model, k) is not None},
                 "model_path": cell.model.path,
                 "revision": cell.model.revision,
+                **({"revision_requested": cell.model.requested_revision} if cell.model.requested_revision else {}),
+                **({"model_fingerprint": cell.model.fingerprint} if cell.model.fingerprint else {}),
                 "task": cell.task,
                 "task_id": cell.task_id,
                 "prompt_style": cell.prompt.name,
@@ -301,11 +337,41 @@ def config_from_store(root: str, sweep_id: str, overrides: list[str]) -> SweepCo
 
         raise ConfigError(f"no sweep {sweep_id!r} in store {root!r} (no manifest.json); check the name and --root")
     stored = store.read_json("manifest.json")["config"]
+    # the store is where the manifest was found; the stored root may have had its credentials masked
+    stored.setdefault("storage", {})["root"] = root
     merged = OmegaConf.merge(OmegaConf.structured(Schema), stored, OmegaConf.from_dotlist(list(overrides)))
+    _refuse_masked(OmegaConf.to_container(merged, resolve=False))
     return validate(merged)
 
 
+def _refuse_masked(cfg: object, prefix: str = "") -> None:
+    """A value whose credentials manifest.json masked cannot be used again: name it and say how to give it."""
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            _refuse_masked(v, f"{prefix}{k}.")
+    elif isinstance(cfg, list):
+        for i, v in enumerate(cfg):
+            _refuse_masked(v, f"{prefix}{i}.")
+    elif isinstance(cfg, str) and MASK in cfg:
+        from orchestrator.config import ConfigError
+
+        key = prefix.rstrip(".")
+        raise ConfigError(
+            f"{key}={cfg!r}: its credentials were masked in manifest.json; give it again, e.g. `{key}=...` on the "
+            "command line, or keep credentials in the environment (MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_*, "
+            "HF_TOKEN) instead of in URLs"
+        )
+
+
 def rescore(cfg: SweepConfig) -> SweepResult:
-    """Recompute metrics, curves and the MLflow view from stored records. Loads no model."""
-    plan, tasks, store = prepare(cfg)
+    """Recompute metrics, curves and the MLflow view from stored records. Loads no model.
+
+    Models are keyed as the sweep resolved them (manifest.json), not re-resolved: a branch
+    that has moved since, or a zoo rebuilt since, must not orphan the stored records.
+    """
+    store = SweepStore(cfg.storage.root, cfg.sweep.name)
+    recorded = recorded_models(store.read_json("manifest.json")) if store.has("manifest.json") else None
+    if recorded is not None and not set(cfg.model.sizes) <= set(recorded):
+        recorded = None  # sizes added on the command line: resolve them all afresh
+    plan, tasks, store = prepare(cfg, recorded)
     return record(cfg, plan, tasks, store)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.config import load
-from orchestrator.plan import make_plan
+from orchestrator.plan import Resolved, make_plan
 from orchestrator.tasks.task import Example, Task, with_hash
 
 
@@ -51,8 +51,9 @@ def test_same_config_same_ids(cfg):
         lambda c: setattr(c.prompts["three_shot"], "shots", 5),
         lambda c: setattr(c.prompts["zero_shot"], "max_new_tokens", 9),
         lambda c: setattr(c.backend, "name", "vllm"),
+        lambda c: setattr(c.backend, "max_length", 128),  # decides dropped exemplars and truncation
     ],
-    ids=["revision", "path", "dtype", "shots", "max_new_tokens", "backend"],
+    ids=["revision", "path", "dtype", "shots", "max_new_tokens", "backend", "max_length"],
 )
 def test_changed_input_changes_ids(cfg, change):
     before = make_plan(cfg, {"add_2": _task()})
@@ -82,3 +83,31 @@ def test_shard_size_changes_ranges_not_cells(cfg):
     assert [c.id for c in a.cells] == [c.id for c in b.cells]
     assert len(b.shards) == 8 * 5
     assert replace(a.shards[0]).id != b.shards[0].id
+
+
+SHA_A, SHA_B = "a" * 40, "b" * 40
+
+
+def test_a_branch_is_keyed_by_the_commit_it_resolved_to(cfg):
+    """`main` today and `main` after a push are different models: different ids, and the commit is what loads."""
+    tasks = {"add_2": _task()}
+    at = {n: Resolved(SHA_A, None, "hub") for n in cfg.model.sizes}
+    moved = dict(at, gpt2=Resolved(SHA_B, None, "hub"))
+    a, b = make_plan(cfg, tasks, at), make_plan(cfg, tasks, moved)
+    gpt2 = next(m for m in a.models if m.name == "gpt2")
+    assert gpt2.revision == SHA_A and gpt2.requested_revision == "main"
+    ids_a = {s.id for s in a.shards if a.cell(s.cell_id).model.name == "gpt2"}
+    ids_b = {s.id for s in b.shards if b.cell(s.cell_id).model.name == "gpt2"}
+    assert not ids_a & ids_b
+    others = {s.id for s in a.shards} - ids_a
+    assert others <= {s.id for s in b.shards}  # the sizes that did not move keep their ids
+    assert make_plan(cfg, tasks, at).fingerprint == a.fingerprint  # same resolution, same ids
+
+
+def test_a_local_folder_is_keyed_by_its_content(cfg):
+    tasks = {"add_2": _task()}
+    one = {n: Resolved("main", "files:1", "") for n in cfg.model.sizes}
+    two = {n: Resolved("main", "files:2", "") for n in cfg.model.sizes}
+    a, b = make_plan(cfg, tasks, one), make_plan(cfg, tasks, two)
+    assert a.models[0].fingerprint == "files:1" and a.models[0].requested_revision is None
+    assert not {s.id for s in a.shards} & {s.id for s in b.shards}
