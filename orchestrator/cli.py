@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orchestrator.secrets import install_log_filter, redact_text
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_SHARDS = 1
 
@@ -75,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if not args.quiet:
         print(f"sweep {cfg.sweep.name}: {len(cfg.model.sizes)} sizes x {len(cfg.tasks)} tasks x "
-              f"{len(cfg.prompts)} prompt styles -> store {cfg.storage.root}/{cfg.sweep.name}")
+              f"{len(cfg.prompts)} prompt styles -> store {redact_text(cfg.storage.root)}/{cfg.sweep.name}")
     try:
         result = run(cfg, progress=not args.quiet)
     except (TaskError, ConfigError) as e:
@@ -97,11 +99,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"curves: {Path(cfg.sweep.output_dir) / result.plan.sweep_id / 'curves'}")
     print(f"report: {result.report}")
     if result.parent_run_id:
-        print(f"mlflow: {cfg.tracking.uri}  (experiment {cfg.tracking.experiment or result.plan.sweep_id}, "
-              f"run {result.parent_run_id}); open with `orchestrator ui`")
+        print(f"mlflow: {redact_text(cfg.tracking.uri)}  (experiment "
+              f"{cfg.tracking.experiment or result.plan.sweep_id}, run {result.parent_run_id}); "
+              "open with `orchestrator ui`")
     if result.failed:
         for sid, err in sorted(result.failed.items()):
-            print(f"FAILED shard {sid}: {err}", file=sys.stderr)
+            print(f"FAILED shard {sid}: {redact_text(err)}", file=sys.stderr)
         print("re-run the same command to retry only the failed shards", file=sys.stderr)
         return EXIT_FAILED_SHARDS
     return 0
@@ -130,7 +133,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load(args)
     plan, tasks, store = _prepare(cfg)
     done = store.done()
-    print(f"sweep {plan.sweep_id}  fingerprint {plan.fingerprint}  store {store.url}")
+    print(f"sweep {plan.sweep_id}  fingerprint {plan.fingerprint}  store {redact_text(store.url)}")
     print(f"{'model':<16}{'params':>14}  {'task':<22}{'prompt':<14}{'examples':>9}{'shards':>8}{'done':>6}  cell")
     for c in plan.cells:
         shards = plan.shards_of(c.id)
@@ -168,7 +171,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if exe is None:
         raise UserError("the `mlflow` command is not on PATH; install mlflow in this environment")
     cmd = [exe, "ui", "--backend-store-uri", cfg.tracking.uri, "--host", args.host, "--port", str(args.port)]
-    print("running:", " ".join(cmd))
+    print("running:", redact_text(" ".join(cmd)))
     return subprocess.call(cmd)
 
 
@@ -189,10 +192,10 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     with _pd_options():
         print(cells_table(result.cells).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     _print_analysis(result)
-    print(f"\n{len(result.cells)} cells rescored from {args.root}/{args.sweep}; "
+    print(f"\n{len(result.cells)} cells rescored from {redact_text(args.root)}/{args.sweep}; "
           f"curves in {Path(cfg.sweep.output_dir) / args.sweep / 'curves'}")
     if result.parent_run_id:
-        print(f"mlflow: {cfg.tracking.uri} run {result.parent_run_id}")
+        print(f"mlflow: {redact_text(cfg.tracking.uri)} run {result.parent_run_id}")
     return 0
 
 
@@ -321,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    install_log_filter()  # a URL with a password, a token in an error: masked in every log line
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return args.func(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
