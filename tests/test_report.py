@@ -59,13 +59,20 @@ def test_analyse_bundles_verdicts_mirage_and_comparison(curves):
     labels = {(v.task, v.prompt, v.metric): v.label for v in a.verdicts}
     assert labels[("add", "zero_shot", "exact_match")] == "emergent"
     assert labels[("add", "zero_shot", "token_edit_distance")] == "smooth"
+    # the finding names the declared partner's verdict on its own axis, then on its power-law axis where it has one
     assert set(a.mirage["flag"]) == {
-        "emergent under exact_match, smooth under token_edit_distance",
+        "emergent under exact_match, smooth under token_edit_distance (smooth on its log10(distance) axis)",
         "emergent under multiple_choice_grade, smooth under brier_score",
     }
+    assert a.mirage["counted"].all() and a.mirage["mirage"].all()
+    vt = a.verdict_table
+    assert set(vt["confidence"]) <= {"clear", "borderline"} and vt["margins"].str.len().gt(0).all()
     cot = a.comparison[(a.comparison.prompt == "chain_of_thought") & (a.comparison.metric == "exact_match")].iloc[0]
     assert cot["direction"] == "earlier"
-    assert "2 emergent curve(s)" in a.summary
+    # chain of thought's [0, 0, .3, .5, .8] lags a steady rise by exactly the minimum delay: emergent, but borderline
+    cot_v = next(v for v in a.verdicts if v.prompt == "chain_of_thought" and v.metric == "exact_match")
+    assert (cot_v.label, cot_v.confidence) == ("emergent", "borderline")
+    assert "3 emergent curve(s)" in a.summary and "3 (100%)" in a.summary
 
 
 def _script_srcs(html: str) -> list[str]:
@@ -83,6 +90,7 @@ def test_report_is_self_contained_with_the_tables_and_interactive_curves(curves,
     assert not [s for s in _script_srcs(html) if s.startswith(("http://", "https://", "//"))]
     assert 'id="verdict-table"' in html and 'id="mirage-table"' in html and 'id="compare-table"' in html
     assert "emergent under exact_match, smooth under token_edit_distance" in html
+    assert "margin to each rule" in html and "declared partner" in html and "other axis" in html
     assert 'class="label emergent"' in html
     assert html.count("window.PlotlyConfig") == 1  # plotly.js inlined exactly once
     assert html.count("Plotly.newPlot") == 2  # one interactive figure per task

@@ -61,8 +61,14 @@ VERDICT_COLUMNS = [
     ("metric", "metric"),
     ("kind", "kind"),
     ("label", "verdict"),
+    ("confidence", "confidence"),
     ("n_sizes", "sizes"),
     ("axis", "judged on"),
+    ("alt_label", "other axis"),
+    ("alt_axis", "other axis is"),
+    ("effect_size", "effect (last−first)"),
+    ("z_net", "z (last vs first)"),
+    ("delay", "delay"),
     ("emergence_score", "emergence score"),
     ("baseline", "n−1"),
     ("emergence_ratio", "ratio"),
@@ -77,6 +83,7 @@ VERDICT_COLUMNS = [
     ("interval_width", "CI width"),
     ("max_gap_decades", "max gap (dec)"),
     ("reason", "reason"),
+    ("margins", "margin to each rule"),
     ("caveats", "caveats"),
 ]
 MIRAGE_COLUMNS = [
@@ -86,11 +93,17 @@ MIRAGE_COLUMNS = [
     ("mirage", "mirage"),
     ("discontinuous_metric", "discontinuous"),
     ("discontinuous_label", "verdict"),
+    ("discontinuous_confidence", "confidence"),
     ("discontinuous_ratio", "ratio"),
     ("discontinuous_transition", "transition"),
     ("continuous_metric", "continuous"),
+    ("declared", "declared partner"),
+    ("counted", "counted"),
     ("continuous_label", "verdict"),
+    ("continuous_confidence", "confidence"),
     ("continuous_axis", "judged on"),
+    ("continuous_alt_label", "other axis"),
+    ("continuous_alt_axis", "other axis is"),
     ("continuous_ratio", "ratio"),
     ("continuous_r2", "R²"),
     ("n_sizes", "sizes"),
@@ -326,16 +339,25 @@ _READING = """
 <li><b>Emergence score</b> (Schaeffer, Miranda &amp; Koyejo 2023): sign · (max − min) / √median(step²).
 An evenly rising straight line over n sizes scores n−1, so it is read against that baseline (the <i>ratio</i>),
 never against a fixed number; ∞ means most steps are exactly 0 and one is not.</li>
-<li><b>Verdicts</b>: <i>flat</i> = the best and worst sizes lie within each other's bootstrap intervals;
-<i>emergent</i> = near baseline for the first sizes, then a rise outside the intervals with ratio ≥ threshold or ∞;
-<i>smooth</i> = a reliable rise without such a jump; <i>inverse</i> = a reliable decline;
-<i>u_shaped</i> = a reliable decline then a reliable rise.</li>
-<li><b>Judged on</b>: continuous metrics are judged on the axis where their scaling law is linear
-(edit distance and −log p on a log axis, since cross-entropy is a power law in N); discontinuous ones on their own.</li>
+<li><b>Axis</b>: every score is normalised, chance 0 and perfect 1 (BIG-bench's normalised score / 100) where the
+metric has both, else worst size 0 and perfect 1; effects are fractions of that range. Continuous metrics are judged
+on this, their own axis, like the discontinuous ones; their power-law axis (log distance, log −log p) is shown as
+<i>other axis</i> but does not decide, since log(distance) collapses as a model nears perfection.</li>
+<li><b>Reliable</b>: two sizes differ when the gap passes a z-test built from their 95% intervals (Wilson for
+0/1 scores, bootstrap otherwise) and reaches the minimum effect.</li>
+<li><b>Verdicts</b>: <i>flat</i> = no reliable change of at least the minimum effect;
+<i>emergent</i> = at least two sizes near chance, lagging a steady per-decade rise (<i>delay</i>), then a reliable
+rise of at least a tenth of the range; <i>smooth</i> = a reliable rise without that;
+<i>inverse</i> = a sustained reliable decline, or a peak that gives back at least half its rise;
+<i>u_shaped</i> = a sustained dip (two or more sizes) reliably below both ends. One bad size is never a U.</li>
+<li><b>Confidence</b>: <i>borderline</i> when a statistic that decided the label lies within 25% of its threshold;
+<i>margin to each rule</i> lists every statistic against its threshold.</li>
 <li><b>Resolution</b>: the CI width and the widest gap between sizes (in decades) bound what a verdict can say:
 a gradual sigmoid sampled at sizes a decade apart, with a few hundred examples, looks like a jump.</li>
-<li><b>Mirage</b>: emergent under a discontinuous metric (exact match, MC grade) while a continuous metric
-of the same outputs is smooth: the pattern Schaeffer et al. attribute to the metric, not the model.</li>
+<li><b>Mirage</b>: emergent under a discontinuous metric (exact match, MC grade) while its declared partner
+(token edit distance / target log-prob for exact match, Brier score / correct-option probability for MC grade;
+the first present is <i>counted</i>) is smooth: the pattern Schaeffer et al. attribute to the metric, not the model.
+Other continuous metrics are shown, marked not declared, and never counted.</li>
 </ul></details>
 """
 

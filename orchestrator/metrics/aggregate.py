@@ -1,9 +1,25 @@
-"""Cell aggregates: the mean of a metric over a cell's records with a bootstrap interval.
+"""Cell aggregates: the mean of a metric over a cell's records with a 95% interval.
 
 A curve's verdict needs its resolution beside its score (science.md): with a
 few hundred examples exact match reads 0 until the model is large, so every
-cell score carries a percentile-bootstrap interval (Efron & Tibshirani 1993)
-and the number of units it was computed from.
+cell score carries an interval and the number of units it was computed from.
+
+Which interval:
+
+- Binary scores (every value 0 or 1: exact match, exact_str_match, subset
+  accuracy, MC grade with 0/1 target scores) are a binomial proportion, and
+  the percentile bootstrap of a proportion has width zero at 0/n and n/n --
+  exactly where emergence is decided. They get the Wilson score interval
+  (Wilson 1927, JASA 22:209): it never has width zero away from the bound it
+  sits on (0/200 gives [0, 0.019]), needs no resampling, and its coverage
+  stays close to nominal for small n and p near 0 or 1, where the Wald
+  interval fails (Brown, Cai & DasGupta 2001, "Interval Estimation for a
+  Binomial Proportion", Stat. Sci. 16:101, who recommend Wilson or Jeffreys
+  for n < 40 and Wilson throughout; Clopper-Pearson is valid but
+  conservative, i.e. wider than 95% needs, which would hide real rises).
+  Binary-ness is read from the values, not the metric's name: a mean of 0/1
+  values is a binomial proportion whatever produced it.
+- Everything else: the percentile bootstrap (Efron & Tibshirani 1993).
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ class CellScore:
     kind: str
     higher_is_better: bool
     unit: str = "example"
+    interval: str = "bootstrap"  # how lo/hi were computed: "wilson" (binary scores) | "bootstrap"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +100,58 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     boot = np.concatenate([arr[idx].mean(axis=1) for idx in _draws(rng, arr.size, n_samples)])
     return _interval(mean, boot, alpha)
+
+
+def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """(lo, hi): the Wilson score interval for a binomial proportion successes / n.
+
+    Wilson (1927); Brown, Cai & DasGupta (2001), eq. (4):
+    centre (k + z^2/2) / (n + z^2), half-width z sqrt(n p q + z^2/4) / (n + z^2)
+    with p = k / n, q = 1 - p and z the 1 - alpha/2 normal quantile. At k = 0
+    it is [0, z^2 / (n + z^2)], not [0, 0]. n = 0 -> (nan, nan).
+    """
+    if n <= 0:
+        return math.nan, math.nan
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes={successes} must lie in [0, n={n}]")
+    z = _z(alpha)
+    p = successes / n
+    denom = n + z * z
+    centre = (successes + z * z / 2) / denom
+    half = z * math.sqrt(n * p * (1 - p) + z * z / 4) / denom
+    # exact at the bounds (no rounding drift past 0 or 1, and the point estimate always inside)
+    lo = 0.0 if successes == 0 else max(0.0, min(p, centre - half))
+    hi = 1.0 if successes == n else min(1.0, max(p, centre + half))
+    return lo, hi
+
+
+def _z(alpha: float) -> float:
+    """The 1 - alpha/2 quantile of the standard normal."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must lie strictly between 0 and 1, e.g. 0.05 for a 95% interval")
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - alpha / 2)
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """True when there is at least one non-NaN value and every non-NaN value is exactly 0 or 1."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    arr = arr[~np.isnan(arr)]
+    return bool(arr.size) and bool(np.all((arr == 0.0) | (arr == 1.0)))
+
+
+def mean_interval(
+    values: Sequence[float] | np.ndarray, n_samples: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float, str]:
+    """(mean, lo, hi, method): Wilson for binary values, else `bootstrap_ci`; NaN values are ignored."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    arr = arr[~np.isnan(arr)]
+    if is_binary(arr):
+        lo, hi = wilson_interval(float(arr.sum()), int(arr.size), alpha)
+        return float(arr.mean()), lo, hi, "wilson"
+    mean, lo, hi = bootstrap_ci(arr, n_samples, seed, alpha)
+    return mean, lo, hi, "bootstrap"
 
 
 def bootstrap_cell_metric(
@@ -136,19 +205,22 @@ def summarise(
 
     Every metric uses the same `seed`, so a cell's interval does not depend on
     which other metrics were asked for. A metric with nothing to score (no
-    applicable example) gets mean NaN and n 0 rather than an error.
+    applicable example) gets mean NaN and n 0 rather than an error. Per-example
+    (or per-group) scores that are all 0 or 1 get the Wilson interval
+    (`mean_interval`, see the module docstring); the rest a bootstrap one.
     """
     recs = as_records(records)
     ctx = ctx or MetricContext()
     out: dict[str, CellScore] = {}
     for name in names:
         m = get(name)
+        method = "bootstrap"
         if m.unit == "cell":
             mean, lo, hi, n = bootstrap_cell_metric(m, recs, ctx, n_samples, seed, alpha)
         else:
             values = np.asarray(m(recs, ctx), dtype=np.float64)
             n = int((~np.isnan(values)).sum())
-            mean, lo, hi = bootstrap_ci(values, n_samples, seed, alpha)
+            mean, lo, hi, method = mean_interval(values, n_samples, seed, alpha)
         out[name] = CellScore(
             name=name,
             mean=mean,
@@ -159,5 +231,6 @@ def summarise(
             kind=m.kind,
             higher_is_better=m.higher_is_better,
             unit=m.unit,
+            interval=method,
         )
     return out
