@@ -132,27 +132,31 @@ class SweepSettings:
 
 @dataclass
 class AnalysisConfig:
-    """Thresholds of the verdict rules (`orchestrator.analysis.verdicts.judge`); defaults are documented there.
+    """Thresholds of the verdict rules (`orchestrator.analysis.verdicts`, whose docstring states the rules).
 
-    A curve's emergence score is read against the n - 1 of an evenly rising
-    line (Schaeffer, Miranda & Koyejo 2023, sec. 4), never against a fixed
-    number, and a change counts only when it clears the bootstrap intervals
-    and a minimum effect. Continuous metrics are judged on the axis where
-    their scaling law is linear (science.md: per-token cross-entropy is a power
-    law in N, so distances and -log p are straight lines on log-log axes).
+    Effect sizes are fractions of the judged axis's range: chance -> perfect
+    where the metric has both (BIG-bench's normalised score / 100), else the
+    worst size -> perfect, else metric units; on a log10 axis, decades.
+    Differences are significant by a z-test from the cells' 95% intervals.
+    A verdict is "borderline" when a rule's statistic lies within
+    `borderline` (relative) of its threshold.
     """
 
-    min_effect: float = 0.02  # smallest |change| that counts, on a linear axis (metric units)
-    min_effect_log10: float = 0.02  # the same on a log10 axis (decades: 0.02 = a 5% relative change)
-    emergence_ratio: float = 2.0  # emergent: emergence score >= ratio * (n - 1), or infinite, or ...
-    max_step_share: float = 0.6  # ... one step between adjacent sizes carries this share of the total change
-    baseline_sizes: int = 2  # emergent: the first this-many sizes stay near the first one's score
-    early_rise_fraction: float = 0.2  # ... "near": within this fraction of the total change
-    min_sizes: int = 3  # fewer sizes: no emergent / u_shaped call
-    smooth_r2: float = 0.8  # smooth: R^2 of score vs log10(params) at least this
-    min_monotonicity: float = 0.8  # smooth: Spearman rank correlation of score vs params at least this
-    continuous_axis: str = "power_law"  # power_law | linear: the axis continuous metrics are judged on
-    coarse_gap_decades: float = 0.5  # a jump across a wider gap in log10(params) gets a caveat
+    min_effect: float = 0.05  # smallest change that counts: 5% of the chance-to-perfect range (else metric units)
+    min_effect_log10: float = 0.02  # the same on a log10 (power-law) axis, in decades: 0.02 = a 5% relative change
+    z: float = 1.96  # significance: gap >= z * sqrt(se_i^2 + se_j^2), se from the 95% intervals (two-sided 5%)
+    floor_fraction: float = 0.2  # emergent: the floor = the first sizes that made at most this share of the rise
+    min_delay: float = 0.25  # emergent: at the floor's end the curve lags a steady per-decade rise by this share of it
+    floor_level: float = 0.1  # emergent: the floor's mean lies within this fraction of the range above chance
+    emergent_min_rise: float = 0.1  # emergent: the rise covers at least this fraction of the range (not at the floor)
+    inverse_fraction: float = 0.5  # inverted U: the decline after the peak gives back at least this share of the rise
+    dip_sizes: int = 2  # u_shaped / inverse: this many sizes reliably below (a dip is sustained, not one point)
+    min_sizes: int = 3  # fewer sizes: no emergent call; u_shaped needs min_sizes + 1
+    borderline: float = 0.25  # a statistic within this relative distance of its threshold makes the call borderline
+    smooth_r2: float = 0.8  # smooth: below this R^2 vs log10(x) the reason says "not linear in log-x" (label unchanged)
+    min_monotonicity: float = 0.8  # smooth: below this Spearman rho the reason says "not monotone" (label unchanged)
+    continuous_axis: str = "linear"  # linear | power_law: the axis continuous metrics are judged on; the other is shown
+    coarse_gap_decades: float = 0.5  # a jump across a wider gap in log10(x) gets a caveat
     reference_prompt: Optional[str] = None  # compare.py: style the others are compared with (None: zero_shot or first)
     x: str = "params"  # the scale curves are read against: params | non_embedding_params | train_flops | train_step
 
