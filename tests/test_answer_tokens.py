@@ -32,6 +32,7 @@ from orchestrator.backends import load_backend
 from orchestrator.backends.base import finish_generation
 from orchestrator.config import BackendConfig, ModelFamily, ModelSize, PromptConfig, TaskConfig
 from orchestrator.inference import run_shard
+from orchestrator.metrics import MetricContext
 from orchestrator.plan import Cell, PromptStyle, Shard
 from orchestrator.prompts import render
 from orchestrator.record import RECORD_VERSION
@@ -139,6 +140,11 @@ def _unscramble() -> Task:
     return with_hash(Task(name="unscramble", source="test", examples=examples, output_regex=DEFAULT_OUTPUT_REGEX))
 
 
+def _regex_task(regex: str, targets: tuple[str, ...]) -> Task:
+    examples = tuple(Example(i, f"q{i}", (t,)) for i, t in enumerate(targets))
+    return with_hash(Task(name="rx", source="test", examples=examples, output_regex=regex))
+
+
 def _plain(ex: Example, target: str) -> str:
     return f"{target}\nQ: more"  # the model goes on; the stop string cuts it
 
@@ -154,6 +160,13 @@ FORMATS: dict[str, tuple[Callable, PromptConfig, Callable[[Example, str], str]]]
     "chat": (lambda tmp: _synth(), PromptConfig(style="chat"), _plain),
     "chain of thought": (lambda tmp: _synth(), PromptConfig(style="chain_of_thought", max_new_tokens=64),
                          lambda ex, t: f" Add the tens, then the ones. The answer is {t}.\n\nQ: next"),
+    # output_regex applied once: BIG-bench's default regex would cut "3.5" to "3" on a second pass
+    "chain of thought, default regex": (lambda tmp: _regex_task(DEFAULT_OUTPUT_REGEX, ("3.5", "0.25", "12")),
+                                        PromptConfig(style="chain_of_thought", max_new_tokens=64),
+                                        lambda ex, t: f" Work it out. The answer is {t}.\n\nQ: next"),
+    # and a second pass of a context regex finds nothing in the extracted "42"
+    "context regex": (lambda tmp: _regex_task(r"answer is (\d+)", ("42", "7")), PromptConfig(),
+                      lambda ex, t: f"I think the answer is {t} for sure\nQ: more"),
     "letters": (lambda tmp: _synth(), PromptConfig(style="multiple_choice", mc_format="letters", max_new_tokens=2),
                 lambda ex, t: f"{t}."),
 }
@@ -172,16 +185,21 @@ def _wrong(reply: Callable[[Example, str], str]) -> Callable[[Example, str], str
 def test_a_correct_answer_is_at_distance_zero_on_every_format(backend, fmt, tmp_path):
     make, prompt, reply = FORMATS[fmt]
     task = make(tmp_path)
+    ctx = MetricContext(output_regex=task.output_regex)  # what scoring passes for this task
+
+    def score(name: str, records: list) -> list[float]:
+        return M.compute(name, records, ctx)
+
     recs = _records(backend, task, prompt, reply, tmp_path)
     assert recs and all(r["record_version"] == RECORD_VERSION for r in recs)
-    assert M.compute("exact_match", recs) == [1.0] * len(recs), [r["answer"] for r in recs]
-    assert M.compute("token_edit_distance", recs) == [0.0] * len(recs)
-    assert M.compute("char_edit_distance", recs) == [0.0] * len(recs)
+    assert score("exact_match", recs) == [1.0] * len(recs), [r["answer"] for r in recs]
+    assert score("token_edit_distance", recs) == [0.0] * len(recs)
+    assert score("char_edit_distance", recs) == [0.0] * len(recs)
 
     wrong = _records(backend, task, prompt, _wrong(reply), tmp_path)
-    assert M.compute("exact_match", wrong) == [0.0] * len(wrong), [r["answer"] for r in wrong]
-    assert all(d >= 1 for d in M.compute("token_edit_distance", wrong))
-    assert all(d >= 1 for d in M.compute("char_edit_distance", wrong))
+    assert score("exact_match", wrong) == [0.0] * len(wrong), [r["answer"] for r in wrong]
+    assert all(d >= 1 for d in score("token_edit_distance", wrong))
+    assert all(d >= 1 for d in score("char_edit_distance", wrong))
 
 
 def test_several_targets_are_scored_against_the_nearest_and_most_likely(backend, tmp_path):
