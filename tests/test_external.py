@@ -80,14 +80,14 @@ def write_results(root: Path, files: list[tuple[str, dict]]) -> Path:
 def test_bigbench_results_become_curves_with_mapped_metrics_and_chance():
     ext = curves_from_bigbench(family_files(shots=(0, 2)))
     by = {(c.prompt, c.metric): c for c in ext.curves}
-    assert set(by) == {(f"{k}-shot", m) for k in (0, 2) for m in ("exact_match", "target_logprob", "bleu")}
+    assert set(by) == {(f"{k}-shot", m) for k in (0, 2) for m in ("exact_str_match", "log_likelihood", "bleu")}
     assert ext.skipped_metrics == ("normalized_aggregate_score",)
-    em = by[("2-shot", "exact_match")]
+    em = by[("2-shot", "exact_str_match")]
     assert em.task == TASK and em.kind == "discontinuous" and em.higher_is_better
     assert em.x == tuple(sorted(BIG_G.values())) and em.models[0] == "2m" and em.models[-1] == "128b"
     assert em.y[-1] == pytest.approx(p_at(11) ** L)
     assert em.chance == 0.0 and em.best == 1.0  # the preferred metric's low_score and high_score
-    lp = by[("2-shot", "target_logprob")]
+    lp = by[("2-shot", "log_likelihood")]
     assert lp.kind == "continuous" and lp.chance is None  # low_score belongs to the preferred metric only
     assert all(math.isnan(v) for v in em.lo + em.hi)  # results files carry no intervals
     total = curves_from_bigbench(family_files(), x="total_params").curves[0]
@@ -104,12 +104,12 @@ def test_exact_match_of_a_smooth_per_token_accuracy_is_flagged_as_a_mirage():
     """p rises evenly; p^12 sits near 0 for most sizes then climbs: emergent under EM, smooth under log p."""
     a = analyse(curves_from_bigbench(family_files()).curves)
     labels = {v.metric: v.label for v in a.verdicts}
-    assert labels["exact_match"] == "emergent", a.verdict_table.to_string()
-    assert labels["target_logprob"] == "smooth" and labels["bleu"] == "smooth"
+    assert labels["exact_str_match"] == "emergent", a.verdict_table.to_string()
+    assert labels["log_likelihood"] == "smooth" and labels["bleu"] == "smooth"
     rows = a.mirage.set_index("continuous_metric")
-    assert bool(rows.loc["target_logprob", "mirage"]) and bool(rows.loc["bleu", "mirage"])
-    assert rows.loc["target_logprob", "discontinuous_metric"] == "exact_match"
-    em = next(v for v in a.verdicts if v.metric == "exact_match")
+    assert bool(rows.loc["log_likelihood", "mirage"]) and bool(rows.loc["bleu", "mirage"])
+    assert rows.loc["log_likelihood", "discontinuous_metric"] == "exact_str_match"
+    em = next(v for v in a.verdicts if v.metric == "exact_str_match")
     assert any("no bootstrap intervals" in c for c in em.caveats)
     # the transition needs the minimum effect over chance, not any positive score
     assert em.transition_scale is not None and em.transition_scale > 1e9
@@ -200,7 +200,7 @@ def test_judge_command_reads_a_bigbench_folder_and_writes_a_report(tmp_path, cap
     assert main(["judge", str(root), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "3 curves from 12 file(s); left out metrics: normalized_aggregate_score" in text
-    assert "emergent under exact_match, smooth under target_logprob" in text
+    assert "emergent under exact_str_match, smooth under log_likelihood" in text
     assert (out / "report.html").stat().st_size > 10_000
     assert "mirage" in (out / "mirage.csv").read_text()
 
@@ -212,7 +212,7 @@ def test_judge_command_reads_any_fsspec_url_and_a_csv(tmp_path, capsys):
             with fs.open(f"/judge-test/modified_arithmetic/results/{name}", "w") as f:
                 f.write(json.dumps(data))
         assert main(["judge", "memory://judge-test"]) == 0
-        assert "emergent under exact_match" in capsys.readouterr().out
+        assert "emergent under exact_str_match" in capsys.readouterr().out
     finally:
         fs.rm("/judge-test", recursive=True)
     csv = tmp_path / "pub.csv"

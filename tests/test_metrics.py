@@ -179,18 +179,19 @@ def test_correct_option_prob_sums_mass_on_top_scored_options():
 
 def test_calibration_ece_is_one_number_per_cell():
     records = [
-        mc([LN(0.9), LN(0.1)], [1, 0], 0),  # conf 0.9, right   -> bin 9
-        mc([LN(0.9), LN(0.1)], [0, 1], 1),  # conf 0.9, wrong   -> bin 9
-        mc([LN(0.6), LN(0.4)], [1, 0], 2),  # conf 0.6, right   -> bin 6
-        mc([LN(0.55), LN(0.45)], [1, 0], 3),  # conf 0.55, right -> bin 5
+        mc([LN(0.9), LN(0.1)], [1, 0], 0),  # conf 0.9, right   -> bin 13 of 15
+        mc([LN(0.9), LN(0.1)], [0, 1], 1),  # conf 0.9, wrong   -> bin 13
+        mc([LN(0.6), LN(0.4)], [1, 0], 2),  # conf 0.6, right   -> bin 9 (0.6 = 9/15 opens bin 9)
+        mc([LN(0.55), LN(0.45)], [1, 0], 3),  # conf 0.55, right -> bin 8
         rec(4, answer="x", targets=["x"]),  # no options: ignored
     ]
-    # bin 9: 2/4 * |0.5 - 0.9|; bin 6: 1/4 * |1 - 0.6|; bin 5: 1/4 * |1 - 0.55|
+    # bin 13: 2/4 * |0.5 - 0.9|; bin 9: 1/4 * |1 - 0.6|; bin 8: 1/4 * |1 - 0.55|
     assert score("calibration_ece", records) == [pytest.approx(0.2 + 0.1 + 0.1125)]
     assert score("calibration_ece", [mc([0.0, -math.inf], [1, 0])]) == [0.0]  # confidence 1 -> last bin
-    # 10 equal-width bins: 0.62 (right) and 0.68 (wrong) share bin 6 -> |1 - 1.30| / 2 (15 bins would split them)
-    shared = [mc([LN(0.62), LN(0.38)], [1, 0], 0), mc([LN(0.68), LN(0.32)], [0, 1], 1)]
-    assert score("calibration_ece", shared) == [pytest.approx(0.15)]
+    # BIG-bench's 15 equal-width bins: 0.62 (right, bin 9) and 0.68 (wrong, bin 10) do not share a bin
+    # (with 10 bins they would: |1 - 1.30| / 2 = 0.15)
+    split = [mc([LN(0.62), LN(0.38)], [1, 0], 0), mc([LN(0.68), LN(0.32)], [0, 1], 1)]
+    assert score("calibration_ece", split) == [pytest.approx(0.19 + 0.34)]
     assert math.isnan(score("calibration_ece", [rec(answer="x")])[0])
     assert M.get("calibration_ece").per_example is False
     assert M.get("calibration_ece").unit == "cell"
@@ -334,7 +335,7 @@ def test_builtin_metrics_metadata():
         "calibration_ece",
     }
     discontinuous = {n for n in M.available() if M.get(n).kind == "discontinuous"}
-    assert discontinuous == {"exact_match", "multiple_choice_grade", "subset_accuracy"}
+    assert discontinuous == {"exact_match", "exact_str_match", "multiple_choice_grade", "subset_accuracy"}
     lower_better = {n for n in M.available() if not M.get(n).higher_is_better}
     assert lower_better == {"token_edit_distance", "char_edit_distance", "brier_score", "calibration_ece"}
     assert M.get("subset_accuracy").unit == "group"

@@ -55,18 +55,30 @@ class MetricSpec:
     scale: float = 1.0  # divide by this: BIG-bench's 0-100 scores become fractions, as minimum effects expect
 
 
-# BIG-bench metric -> this project's metric. Same computation where the name is
-# this project's (brier_score follows BIG-bench's calibration_multiple_choice_brier_score
-# exactly; target_logprob is the log-likelihood of the target, as BIG-bench's
-# generative log_likelihood); BIG-bench's own name otherwise.
+# BIG-bench metric -> this project's metric, only where the two compute the same
+# number (checked against bigbench 1.0.0's api/task_metrics.py):
+# - exact_str_match: ours is its verbatim `response in targets`, not the lenient exact_match;
+# - bleu, rouge1/2/rougeLsum: ours call the same sacrebleu / rouge-score settings (t5's
+#   metrics.bleu / rouge) on a 0-1 scale, so BIG-bench's 0-100 values are divided by 100;
+# - calibration_multiple_choice_brier_score: ours is its per-option mean (BIG-bench pools
+#   options over examples: the same number when every example has as many options, as
+#   within a BIG-bench subtask); expected_calibration_error: ours uses its 15 bins and rule.
+# Every other BIG-bench metric keeps its own name: log_likelihood is the logsumexp over
+# all targets of a multi-target task (BIG-bench's log_likelihood_fn), while target_logprob
+# takes the most likely target; case-insensitive and numeric matches have no twin here.
 BIGBENCH_METRICS: dict[str, MetricSpec] = {
-    "exact_str_match": MetricSpec("exact_match", "discontinuous", True),
+    "exact_str_match": MetricSpec("exact_str_match", "discontinuous", True),
     "case_insensitive_str_match": MetricSpec("case_insensitive_str_match", "discontinuous", True),
     "multiple_choice_grade": MetricSpec("multiple_choice_grade", "discontinuous", True),
     "numeric_match_with_0_1_relative_error": MetricSpec("numeric_match_with_0_1_relative_error", "discontinuous", True),
+    "macro_f1": MetricSpec("macro_f1", "discontinuous", True),  # F1 of argmax picks: all-or-nothing per example
     "calibration_multiple_choice_brier_score": MetricSpec("brier_score", "continuous", False),
     "expected_calibration_error": MetricSpec("calibration_ece", "continuous", False),
-    "log_likelihood": MetricSpec("target_logprob", "continuous", True),
+    "log_likelihood": MetricSpec("log_likelihood", "continuous", True),
+    "log_likelihood_per_word": MetricSpec("log_likelihood_per_word", "continuous", True),
+    "log_likelihood_per_char": MetricSpec("log_likelihood_per_char", "continuous", True),
+    "weighted_log_probabilities": MetricSpec("weighted_log_probabilities", "continuous", True),
+    "weighted_probabilities": MetricSpec("weighted_probabilities", "continuous", True),
     "bleu": MetricSpec("bleu", "continuous", True, 100.0),  # SCORE_RANGES [0, 100] in json_task.py
     "bleurt": MetricSpec("bleurt", "continuous", True),
     "rouge1": MetricSpec("rouge1", "continuous", True, 100.0),

@@ -14,6 +14,9 @@ Sources checked (BIG-bench 1.0.0 as shipped on PyPI, `bigbench/api/`):
   deterministic pseudo-random choice seeded by a SHA-256 of the scores.
 - `task_metrics.measure_calibration_multiple_choice_brier_score`: see `brier_score`.
 - `task_metrics.measure_expected_calibration_error`: see `calibration_ece`.
+- `task_metrics.exact_str_match_fn`, `bleu_fn`, `rouge_fn` (through t5 0.9's
+  `evaluation.metrics.bleu` / `rouge`, i.e. sacrebleu and rouge-score): see
+  `exact_str_match`, `bleu`, `rouge1`.
 - json_task.py sets the multiple-choice `low_score` (chance) to the mean over
   examples of mean(target_scores): see `_mc_chance`.
 
@@ -51,7 +54,7 @@ NAN = math.nan
 # which BIG-bench's default output regex cuts, plus comma and colon. Quotes,
 # brackets, % and the like are kept: they can be part of an answer.
 TRAILING_PUNCTUATION = ".?!;,:"
-ECE_BINS = 10  # BIG-bench's measure_expected_calibration_error uses 15
+ECE_BINS = 15  # BIG-bench's measure_expected_calibration_error (num_buckets=15)
 
 
 # --------------------------------------------------------------------------- text
@@ -127,8 +130,8 @@ def _exact(record: Mapping[str, Any], ctx: MetricContext) -> float:
 
 
 def _free_form_chance(records: Records) -> float | None:
-    """Guessing a free-form string is right with probability ~0; undefined without targets."""
-    return 0.0 if any(not is_empty(r.get("targets")) for r in records) else None
+    """Guessing a free-form string is right with probability ~0; undefined without a generated answer to a target."""
+    return 0.0 if any(not is_empty(r.get("targets")) and not is_empty(r.get("generated")) for r in records) else None
 
 
 # --------------------------------------------------------------------------- multiple choice
@@ -267,7 +270,9 @@ def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
     sorted by `example_idx`, permuted with `numpy.random.default_rng(ctx.seed)`
     and cut into disjoint groups of `ctx.subset_k`; the incomplete tail group is
     dropped. The grouping depends only on the example ids and the seed, so every
-    cell (model size) of a sweep uses the same groups. One score per group.
+    cell (model size) of a sweep uses the same groups. One score per group; no
+    groups, so NaN for the cell, where nothing was generated (the registry
+    passes only records with targets that were generated).
     """
     k = int(ctx.subset_k)
     if k < 1:
@@ -410,15 +415,24 @@ def correct_option_prob(records: Records, ctx: MetricContext) -> list[float]:
 
 
 def _ece_stats(records: Records, ctx: MetricContext) -> np.ndarray:
-    """Per example: (confidence = max option probability, correct = the chosen option has the top score)."""
+    """Per example: (confidence, correct) exactly as BIG-bench's measure_expected_calibration_error.
+
+    confidence = max of softmax(choice_logprobs); correct = 1 when the first
+    most probable option is the first option with the top normalised target
+    score (`np.argmax` on both, `_compute_bucket_accuracy`): plain first-index
+    ties, not the hash tie-break of multiple_choice_grade, and with several
+    top-scored options only the first counts. Scores summing to 0 make every
+    target probability 0, so option 0 counts as correct there, as in BIG-bench.
+    """
     rows = np.full((len(records), 2), np.nan)
     for i, r in enumerate(records):
         mc = _mc(r)
         if mc is None:
             continue
         lp, scores = mc
-        rows[i, 0] = option_probs(lp).max()
-        rows[i, 1] = float(_correct_mask(scores)[bigbench_argmax(lp)])
+        probs = option_probs(lp)
+        rows[i, 0] = probs.max()
+        rows[i, 1] = float(np.argmax(_target_distribution(scores)) == np.argmax(probs))
     return rows
 
 
@@ -431,13 +445,15 @@ def _ece_stats(records: Records, ctx: MetricContext) -> np.ndarray:
     best=0.0,
 )
 def calibration_ece(stats: np.ndarray) -> float:
-    """Expected calibration error of max-option confidence vs correctness, ECE_BINS equal-width bins.
+    """Expected calibration error of max-option confidence vs correctness, 15 equal-width bins.
 
-    ECE = sum_b (n_b / n) |acc_b - conf_b| (Naeini et al. 2015), as BIG-bench's
-    `measure_expected_calibration_error`: a confidence c falls in the first bin
-    b with c < (b+1)/B, c = 1 in the last. BIG-bench uses B = 15; here B = 10.
-    "Correct" means the option chosen as in multiple_choice_grade has the top
-    choice_score. NaN when no example has options.
+    ECE = sum_b (n_b / n) |acc_b - conf_b| (Naeini et al. 2015), computed as
+    BIG-bench 1.0.0's `task_metrics.measure_expected_calibration_error`, so the
+    number compares with BIG-bench's `expected_calibration_error`: B = ECE_BINS
+    = 15 bins, a confidence c falls in the first bin b with c < (b+1)/B (c = 1
+    in the last, `_compute_bucket_scores`), empty bins add nothing, and
+    "correct" is BIG-bench's argmax rule (`_ece_stats`). Examples with an
+    unscorable option are left out. NaN when no example has options.
     """
     if len(stats) == 0:
         return NAN
@@ -447,3 +463,153 @@ def calibration_ece(stats: np.ndarray) -> float:
     count = np.bincount(bins, minlength=ECE_BINS)
     gap = np.bincount(bins, weights=correct, minlength=ECE_BINS) - np.bincount(bins, weights=conf, minlength=ECE_BINS)
     return float(np.abs(gap).sum() / count.sum())
+
+
+# --------------------------------------------------------------------------- BIG-bench's generative metrics
+
+
+@metric(
+    "exact_str_match",
+    kind="discontinuous",
+    higher_is_better=True,
+    needs=("targets", "generated"),
+    chance=_free_form_chance,
+    best=1.0,
+)
+def exact_str_match(records: Records, ctx: MetricContext) -> list[float]:
+    """1 if the answer is one of the targets verbatim (case, accents, punctuation kept), else 0.
+
+    BIG-bench 1.0.0's `task_metrics.exact_str_match_fn`: `response in target`
+    on the post-processed output, case-sensitive, no normalisation; the lenient
+    `exact_match` beside it lower-cases and drops final punctuation. The
+    response is the stored `answer` (extracted once by the pipeline, never
+    re-extracted here). One difference, stated: the pipeline cuts the answer
+    before the stop string and strips surrounding whitespace, so targets are
+    stripped too; BIG-bench keeps the stop string in the response and compares
+    targets as written (an IPA target " aɪ noʊ" with its leading space).
+    """
+    out = []
+    for r in records:
+        targets = [as_text(t).strip() for t in as_list(r.get("targets"))]
+        out.append((1.0 if as_text(r.get("answer")).strip() in targets else 0.0) if targets else NAN)
+    return out
+
+
+BLEU_MAX_ORDER = 4
+
+
+def _bleu_scorer() -> Any:
+    """sacrebleu BLEU set as t5.evaluation.metrics.bleu, which BIG-bench's `bleu_fn` calls."""
+    from sacrebleu.metrics import BLEU  # imported here: only BLEU needs it
+
+    return BLEU(
+        tokenize="intl", smooth_method="exp", smooth_value=0.0, lowercase=False, force=False, effective_order=False
+    )
+
+
+def _bleu_stats(records: Records, ctx: MetricContext) -> np.ndarray:
+    """Per example, BLEU's sufficient statistics against all its targets: hyp_len, ref_len, matches[4], totals[4].
+
+    A corpus BLEU is a function of these summed over examples (sacrebleu sums
+    the same per-sentence statistics), so the bootstrap can resample them.
+    """
+    rows = np.full((len(records), 2 + 2 * BLEU_MAX_ORDER), np.nan)
+    scorer = None
+    for i, r in enumerate(records):
+        refs = [as_text(t) for t in as_list(r.get("targets"))]
+        if not refs:
+            continue
+        scorer = scorer or _bleu_scorer()
+        s = scorer.corpus_score([as_text(r.get("answer"))], [[t] for t in refs])
+        rows[i] = [s.sys_len, s.ref_len, *s.counts, *s.totals]
+    return rows
+
+
+@cell_metric(
+    "bleu",
+    kind="continuous",
+    higher_is_better=True,
+    stats=_bleu_stats,
+    needs=("targets", "generated"),
+    chance=_free_form_chance,
+    best=1.0,
+)
+def bleu(stats: np.ndarray) -> float:
+    """Corpus BLEU of the answers against all their targets, as BIG-bench's `bleu`, divided by 100.
+
+    BIG-bench 1.0.0's `task_metrics.bleu_fn` calls t5's `metrics.bleu`:
+    `sacrebleu.corpus_bleu(tokenize="intl", smooth_method="exp", lowercase=False,
+    use_effective_order=False)` over the cell, every target of an example a
+    reference (BIG-bench pads shorter reference lists with the first target,
+    which changes nothing). Corpus-level, so one number per cell with a
+    bootstrap over examples. On a 0-1 scale like the other bounded metrics
+    (`analysis.min_effect` is in metric units): 100 x this is BIG-bench's number.
+    """
+    from sacrebleu.metrics import BLEU
+
+    k = BLEU_MAX_ORDER
+    total = stats.sum(axis=0)
+    score = BLEU.compute_bleu(
+        correct=[int(v) for v in total[2 : 2 + k]],
+        total=[int(v) for v in total[2 + k : 2 + 2 * k]],
+        sys_len=int(total[0]),
+        ref_len=int(total[1]),
+        smooth_method="exp",
+        smooth_value=0.0,
+        effective_order=False,
+        max_ngram_order=k,
+    ).score
+    return float(score) / 100.0
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeLsum")
+
+
+def _t5_rouge_text(text: str) -> str:
+    """t5's `_prepare_summary`: a newline after " . " so rougeLsum sees sentences."""
+    return text.replace(" . ", " .\n")
+
+
+def _rouge(records: Records, rouge_type: str) -> list[float]:
+    """Per example, the F-measure of `rouge_type` against the best target, as BIG-bench's `rouge_fn`.
+
+    BIG-bench 1.0.0's `task_metrics.rouge_fn` picks, per example and ROUGE
+    type, the target with the highest F-measure, then calls t5's
+    `metrics.rouge`: `rouge_score.rouge_scorer.RougeScorer` with its defaults
+    (no stemming; its tokenizer lower-cases and keeps only a-z and 0-9, so
+    non-Latin text such as IPA is scored on its ASCII letters and digits only,
+    there as here) after t5's " . " -> " .\\n" sentence split. Its cell value
+    is the median of 1,000 unseeded bootstrap means (`BootstrapAggregator`'s
+    "mid") times 100; the plain mean of these scores is what that estimates.
+    """
+    from rouge_score import rouge_scorer  # imported here: only ROUGE needs it
+
+    scorer = rouge_scorer.RougeScorer([rouge_type])
+    out = []
+    for r in records:
+        targets = [as_text(t) for t in as_list(r.get("targets"))]
+        answer = _t5_rouge_text(as_text(r.get("answer")))
+        scores = [scorer.score(target=_t5_rouge_text(t), prediction=answer)[rouge_type].fmeasure for t in targets]
+        out.append(float(max(scores)) if scores else NAN)
+    return out
+
+
+@metric("rouge1", kind="continuous", higher_is_better=True, needs=("targets", "generated"),
+        chance=_free_form_chance, best=1.0)
+def rouge1(records: Records, ctx: MetricContext) -> list[float]:
+    """ROUGE-1 (unigram) F-measure against the best target, as BIG-bench's `rouge1` / 100 (see `_rouge`)."""
+    return _rouge(records, "rouge1")
+
+
+@metric("rouge2", kind="continuous", higher_is_better=True, needs=("targets", "generated"),
+        chance=_free_form_chance, best=1.0)
+def rouge2(records: Records, ctx: MetricContext) -> list[float]:
+    """ROUGE-2 (bigram) F-measure against the best target, as BIG-bench's `rouge2` / 100 (see `_rouge`)."""
+    return _rouge(records, "rouge2")
+
+
+@metric("rougeLsum", kind="continuous", higher_is_better=True, needs=("targets", "generated"),
+        chance=_free_form_chance, best=1.0)
+def rouge_lsum(records: Records, ctx: MetricContext) -> list[float]:
+    """ROUGE-Lsum (summary-level LCS) F-measure against the best target, as BIG-bench's `rougeLsum` / 100."""
+    return _rouge(records, "rougeLsum")

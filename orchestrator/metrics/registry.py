@@ -18,10 +18,13 @@ A metric's `unit` says what its scores are one per:
 - ``"example"`` (default): one score per record, NaN where the metric does not
   apply. The registry also sets NaN wherever a field named in `needs` is empty.
 - ``"group"``: one score per group of records (subset accuracy: K-of-K groups).
-- ``"cell"``: one number for the whole cell (expected calibration error).
+  Only the records whose `needs` are all present reach the metric, so a cell
+  where nothing applies (e.g. nothing was generated) has no groups and no score.
+- ``"cell"``: one number for the whole cell (expected calibration error, BLEU).
   `per_example` is False for these. Register one with `@cell_metric`, giving a
   per-example `stats` function and decorating the reduction, so the bootstrap
-  can resample the statistics instead of re-reading every record.
+  can resample the statistics instead of re-reading every record; the rows of
+  records missing a field in `needs` are set to NaN (left out), as for the others.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class Metric:
     def __call__(self, records: Sequence[Mapping[str, Any]] | Any, ctx: MetricContext | None = None) -> list[float]:
         recs = as_records(records)
         ctx = ctx or MetricContext()
+        if self.unit == "group":  # a group of inapplicable records would otherwise score as a real group
+            recs = [r for r in recs if self.applies(r)]
         values = [float(v) for v in self.fn(recs, ctx)]
         if self.unit == "example":
             if len(values) != len(recs):
@@ -175,15 +180,30 @@ def cell_metric(
     """Register a cell-level metric as `reduce(stats(records, ctx))`; returns `reduce` unchanged.
 
     `stats` gives one row of numbers per record (a row containing NaN means
-    "not applicable" and is dropped); `reduce` turns the valid rows into one
-    number. Splitting it this way lets the bootstrap resample rows cheaply.
+    "not applicable" and is dropped; so is the row of a record missing a field
+    in `needs`); `reduce` turns the valid rows into one number, and is not
+    called on zero rows (the metric is NaN then). Splitting it this way lets
+    the bootstrap resample rows cheaply.
     """
+    required = tuple(needs)
+
+    def masked(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> np.ndarray:
+        rows = np.array(stats(records, ctx), dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[:, None]
+        if len(rows) != len(records):
+            raise ValueError(f"cell metric {name!r}: stats gave {len(rows)} rows for {len(records)} records")
+        for i, r in enumerate(records):
+            if any(is_empty(r.get(f)) for f in required):
+                rows[i] = np.nan
+        return rows
 
     def register(reduce: ReduceFn) -> ReduceFn:
         _check(name, kind, "cell", replace)
 
         def fn(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> list[float]:
-            return [float(reduce(valid_rows(stats(records, ctx))))]
+            rows = valid_rows(masked(records, ctx))
+            return [float(reduce(rows)) if len(rows) else math.nan]
 
         _REGISTRY[name] = Metric(
             name=name,
@@ -193,7 +213,7 @@ def cell_metric(
             needs=tuple(needs),
             unit="cell",
             chance_fn=chance,
-            stats=stats,
+            stats=masked,
             reduce=reduce,
             description=_first_line(reduce.__doc__),
             best=best,
