@@ -256,14 +256,17 @@ def transition_index(curve: Curve, min_effect: float = 0.0) -> int | None:
     """Index of the smallest size from which the score stays reliably above baseline, else None.
 
     Baseline is the metric's chance score, or the first size's upper bound when
-    chance is None; "reliably above" means lo > baseline (hi < baseline for a
-    lower-is-better metric) -- for binary scores lo is the Wilson bound, so a
-    cell at 0/n is never "above" anything -- or, where the interval is missing
-    (published scores), the point itself at least `min_effect` past the
-    baseline. `min_effect` is a fraction of the chance-to-perfect range where
-    the curve has both, else metric units. The score must stay there at every
-    larger size, so one lucky small model does not set the scale (cf. Wei et
-    al. 2022's "emergence threshold", read off the curve where it leaves chance).
+    chance is None. "Reliably above" is what the verdict rules call a change:
+    significant and material. Significant: lo > baseline (hi < baseline for a
+    lower-is-better metric); for binary scores lo is the Wilson bound, so a
+    cell at 0/n is never above anything; without an interval (published
+    scores) this part is skipped. Material: the point at least `min_effect`
+    past the baseline (strictly past it when `min_effect` is 0), a fraction of
+    the chance-to-perfect range where the curve has both, else metric units --
+    with thousands of examples, 3.5% against 1.4% is significant but still the
+    floor. The score must stay there at every larger size, so one lucky small
+    model does not set the scale (cf. Wei et al. 2022's "emergence threshold",
+    read off the curve where it leaves chance).
     """
     x, y, lo, hi, _ = _points(curve)
     if not len(x):
@@ -277,7 +280,7 @@ def transition_index(curve: Curve, min_effect: float = 0.0) -> int | None:
     eff = min_effect * _range(curve)
     bound = lo if up else hi
     reliable = [
-        (b > thr if up else b < thr) if math.isfinite(b) else _past(v - thr if up else thr - v, eff)
+        (not math.isfinite(b) or (b > thr if up else b < thr)) and _past(v - thr if up else thr - v, eff)
         for v, b in zip(y, bound, strict=True)
     ]
     first = None
