@@ -7,6 +7,8 @@
     orchestrator ui                                  open the MLflow UI on the tracking store
     orchestrator judge path/to/modified_arithmetic/results --family 'BIG-G T=0' --out judged/
                                                      verdicts + mirage table for published scores
+    orchestrator judge lm_eval_out/ --params sizes.csv analysis.min_effect=0.05
+                                                     ... for lm-evaluation-harness results files
 
 For run, plan and ui, everything after the subcommand is a Hydra override
 (key=value, group=option, 'group=[a,b]', +new.key=value); rescore and report take
@@ -200,53 +202,37 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    """Verdicts, mirage table and report for published scores: BIG-bench results files or a long CSV."""
-    import json
+    """Verdicts, mirage table and report for published scores.
 
-    from orchestrator import store
-    from orchestrator.analysis.external import ExternalDataError, curves_from_bigbench, curves_from_csv
+    Reads BIG-bench results files, lm-evaluation-harness results files (both
+    formats; scales from --params), per-subtask accuracy CSVs (the Pythia
+    evals' layout) or a long CSV, and judges them with `report`'s analysis
+    settings (key=value overrides after the source).
+    """
     from orchestrator.analysis.report import analyse
-    from orchestrator.config import AnalysisConfig
-    from orchestrator.metrics import available
-    from orchestrator.scoring import metric_info
 
-    try:
-        if args.source.endswith(".csv"):
-            files = store.read_matching(args.source, "*.csv")
-            if not files:
-                raise UserError(f"{args.source}: no such file")
-            from orchestrator.metrics import get
-
-            best = {n: get(n).best for n in available()}
-            ext = curves_from_csv(files[0][1], files[0][0], metric_info(available()), best)
-        else:
-            files = store.read_matching(args.source, "scores_*.json")
-            parsed = []
-            for name, text in files:
-                try:
-                    parsed.append((name, json.loads(text)))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{name}: not valid JSON ({e})") from e
-            ext = curves_from_bigbench(parsed, family=args.family, shots=args.shots, x=args.x)
-    except ExternalDataError as e:
-        raise UserError(f"{args.source}: {e}" if args.source not in str(e) else str(e)) from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"{args.source}: a file is not UTF-8 text ({e})") from e
-    except (OSError, ValueError) as e:  # missing path, unknown protocol, no network, ...
-        raise UserError(f"{args.source}: cannot read it ({type(e).__name__}: {e})") from e
-    if not ext.curves:
-        left = f"; metrics left out (not BIG-bench metrics this project maps): {', '.join(ext.skipped_metrics)}" \
-            if ext.skipped_metrics else ""
-        raise UserError(f"{args.source}: no scores left (--family {args.family!r}, --shots {args.shots}){left}")
+    cfg, x = _judge_analysis(args)
+    chance = _judge_chance(args.chance or [])
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a file; give a folder for verdicts.csv, mirage.csv and report.html")
-    analysis = analyse(ext.curves, AnalysisConfig())
-    print(f"{len(ext.curves)} curves from {len(files)} file(s)" +
+    kind, n_files, ext = load_published(args.source, params=args.params, x=x, shots=args.shots, chance=chance,
+                                        family=args.family)
+    if not ext.curves:
+        left = f"; metrics left out (not metrics this project maps): {', '.join(ext.skipped_metrics)}" \
+            if ext.skipped_metrics else ""
+        raise UserError(f"{args.source}: no scores left (--family {args.family!r}, --shots {args.shots}){left}")
+    analysis = analyse(ext.curves, cfg)
+    x_label = ext.curves[0].x_label
+    print(f"{len(ext.curves)} curves from {n_files} file(s)" +
           (f"; left out metrics: {', '.join(ext.skipped_metrics)}" if ext.skipped_metrics else ""))
-    cols = ["task", "prompt", "metric", "label", "emergence_score", "baseline", "transition_scale"]
+    print(f"read as {_JUDGE_KINDS[kind]}, against {x_label}")
+    table = analysis.verdict_table.copy()
+    table["transition"] = [_fmt_x(v, x_label) for v in table["transition_scale"]]
+    cols = [c for c in ("task", "prompt", "metric", "label", "confidence", "emergence_score", "baseline",
+                        "transition") if c in table.columns]
     with _pd_options():
         print("\nverdicts:")
-        print(analysis.verdict_table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         if not analysis.mirage.empty:
             print("\nmirage table:")
             print(analysis.mirage[["task", "prompt", "flag"]].to_string(index=False))
@@ -263,6 +249,195 @@ def cmd_judge(args: argparse.Namespace) -> int:
                               figures_dir=out / "figures")
         print(f"report: {report}")
     return 0
+
+
+def load_published(source: str, params: str | None = None, x: str | None = None, shots: int | None = None,
+                   chance: dict[str, float] | None = None, family: str | None = None):
+    """(kind, number of files, External) for the published scores at `source`: what `judge` analyses.
+
+    `params` is the scale table (a path or URL) that lm-eval results and per-subtask CSVs need;
+    `x` the scale (None: each format's default). Bad input raises UserError naming file and field.
+    """
+    from orchestrator.analysis import external as ex
+    from orchestrator.metrics import available, get
+    from orchestrator.scoring import metric_info
+
+    try:
+        kind, files = _judge_read(source)
+        if kind == "bigbench":
+            ext = ex.curves_from_bigbench(files, family=family, shots=shots, x=x or "non_embedding_params")
+        elif kind == "lmeval":
+            scales, where = _judge_scales(source, params, "lm-evaluation-harness results files")
+            ext = ex.curves_from_lmeval(files, scales, x=x or "params", shots=shots, chance=chance,
+                                        scale_source=where)
+        elif kind == "subtask_csv":
+            scales, where = (None, "") if x == "train_step" and not params else \
+                _judge_scales(source, params, "per-subtask CSVs read at each model's final checkpoint")
+            ext = ex.curves_from_subtask_csv(files, scales, x=x or "params", shots=shots, chance=chance,
+                                             scale_source=where)
+        else:
+            if len(files) > 1:
+                raise UserError(f"{source}: {len(files)} long CSVs; judge one at a time")
+            best = {n: get(n).best for n in available()}
+            ext = ex.curves_from_csv(files[0][1], files[0][0], metric_info(available()), best, x=x or "params")
+    except ex.ExternalDataError as e:
+        raise UserError(f"{source}: {e}" if source not in str(e) else str(e)) from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{source}: a file is not UTF-8 text ({e})") from e
+    except (OSError, ValueError) as e:  # missing path, unknown protocol, no network, bad gzip, ...
+        raise UserError(f"{source}: cannot read it ({type(e).__name__}: {e})") from e
+    return kind, len(files), ext
+
+
+_JUDGE_KINDS = {"bigbench": "BIG-bench results", "lmeval": "lm-evaluation-harness results",
+                "subtask_csv": "per-subtask accuracy CSV", "long_csv": "long CSV"}
+
+
+def _fmt_x(v: float, x_label: str) -> str:
+    import math
+
+    from orchestrator.analysis.verdicts import format_params
+
+    if v is None or not isinstance(v, float | int) or not math.isfinite(v):
+        return ""
+    return f"{v:.3g}" if "FLOP" in x_label else format_params(float(v))
+
+
+def _judge_analysis(args: argparse.Namespace):
+    """AnalysisConfig from `analysis.key=value` overrides (as `report` takes them), and the scale to read.
+
+    --x and analysis.x name the same thing; given both, they must agree.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from orchestrator.config import AnalysisConfig
+
+    items = []
+    for o in args.overrides:
+        key, eq, _ = o.partition("=")
+        if not eq or not key.startswith("analysis.") or len(key) == len("analysis."):
+            raise UserError(
+                f"{o!r}: judge takes analysis settings as key=value, e.g. analysis.min_effect=0.05 "
+                "(the fields of AnalysisConfig in orchestrator/config.py)"
+            )
+        items.append(o[len("analysis."):])
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(AnalysisConfig), OmegaConf.from_dotlist(items))
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise UserError("analysis override: " + _explain(e)) from e
+    x = args.x
+    if any(i.startswith("x=") for i in items):
+        if x is not None and x != cfg.x:
+            raise UserError(f"--x {x} and analysis.x={cfg.x} disagree; give one")
+        x = cfg.x
+    return cfg, x
+
+
+def _judge_chance(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        task, eq, value = item.rpartition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            v = float("nan")
+        if not eq or not task or not 0 <= v <= 1:
+            raise UserError(f"--chance {item!r}: give TASK=VALUE with VALUE in [0, 1], e.g. --chance 'mmlu_*=0.25'")
+        out[task] = v
+    return out
+
+
+def _judge_scales(source: str, params: str | None, what: str):
+    from orchestrator.analysis.external import ExternalDataError, read_scale_table
+
+    if not params:
+        raise UserError(
+            f"{source}: {what} carry no model sizes: give --params TABLE, a CSV or YAML with columns "
+            "model and params (optional: revision, non_embedding_params, train_step, train_flops)"
+        )
+    try:
+        (name, text), = _read_files(params, ("*.csv", "*.yaml", "*.yml"))
+    except UserError as e:
+        raise UserError(f"--params {e}") from e
+    except (OSError, ValueError) as e:
+        raise UserError(f"--params {params}: cannot read it ({type(e).__name__}: {e})") from e
+    try:
+        return read_scale_table(text, name), name
+    except ExternalDataError as e:
+        raise UserError(f"--params: {e}") from e
+
+
+def _read_files(url: str, globs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(name, text) of `url` itself if it is a file, else of the files below it named like one of `globs`.
+
+    .gz files are decompressed. File names are matched, so brackets or stars in `url` are literal.
+    """
+    import fnmatch
+    import gzip
+    import posixpath
+
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    if fs.isfile(path):
+        paths = [path]
+    elif fs.isdir(path):
+        paths = sorted(p for p in fs.find(path) if any(fnmatch.fnmatchcase(posixpath.basename(p), g) for g in globs))
+    else:
+        raise UserError(f"{url}: no such file or folder")
+    out = []
+    for p in paths:
+        with fs.open(p, "rb") as f:
+            data = f.read()
+        if p.endswith(".gz"):
+            data = gzip.decompress(data)
+        out.append((p if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(p), data.decode("utf-8")))
+    return out
+
+
+def _judge_read(source: str) -> tuple[str, list]:
+    """The kind of published scores at `source` and its files: parsed JSON, or CSV text.
+
+    In a folder, BIG-bench's scores_*.json come first, then any *.json (lm-evaluation-harness
+    results), then *.csv / *.csv.gz.
+    """
+    import json
+
+    from orchestrator.analysis.external import is_subtask_csv
+
+    files: list[tuple[str, str]] = []
+    for globs in (("scores_*.json",), ("*.json",), ("*.csv", "*.csv.gz")):
+        files = _read_files(source, globs)
+        if files:
+            break
+    if not files:
+        raise UserError(f"{source}: no BIG-bench results files (scores_*.json), lm-evaluation-harness results "
+                        "(*.json) or CSVs (*.csv, *.csv.gz) there")
+    if files[0][0].endswith(".json"):
+        parsed = []
+        for name, text in files:
+            try:
+                parsed.append((name, json.loads(text)))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{name}: not valid JSON ({e})") from e
+        kinds = {name: "bigbench" if isinstance(d, dict) and "scores" in d and "model" in d
+                 else "lmeval" if isinstance(d, dict) and "results" in d else None for name, d in parsed}
+        bad = [n for n, k in kinds.items() if k is None]
+        if bad:
+            raise UserError(f"{bad[0]}: neither a BIG-bench results file ('model' and 'scores') nor an "
+                            "lm-evaluation-harness results file ('results')")
+        if len(set(kinds.values())) > 1:
+            raise UserError(f"{source}: holds both BIG-bench and lm-evaluation-harness results; judge them apart")
+        return kinds[parsed[0][0]], parsed
+    sub = [is_subtask_csv(text) for _, text in files]
+    if all(sub):
+        return "subtask_csv", files
+    if any(sub):
+        raise UserError(f"{source}: holds per-subtask CSVs and other CSVs; judge them apart")
+    return "long_csv", files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,12 +474,22 @@ def build_parser() -> argparse.ArgumentParser:
         rs.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. 'metrics.names=[...]'")
         rs.add_argument("--root", default="results", help="the store root the sweep was written to")
         rs.set_defaults(func=cmd_rescore)
-    j = sub.add_parser("judge", help="verdicts and mirage table for published scores (BIG-bench results, CSV)")
-    j.add_argument("source", help="a folder or URL holding BIG-bench scores_*.json files, or a long CSV (*.csv)")
+    j = sub.add_parser("judge", help="verdicts and mirage table for published scores (BIG-bench, lm-eval, CSV)")
+    j.add_argument("source", help="a file, folder or URL: BIG-bench scores_*.json, lm-evaluation-harness "
+                                  "results *.json, per-subtask accuracy *.csv(.gz), or a long CSV")
+    j.add_argument("overrides", nargs="*", help="analysis settings as for report, e.g. analysis.min_effect=0.05")
+    j.add_argument("--params", default=None, help="scale table (CSV or YAML: model, params [, revision, "
+                                                  "non_embedding_params, train_step, train_flops]) for lm-eval "
+                                                  "results and per-subtask CSVs")
     j.add_argument("--family", default=None, help="BIG-bench model_family to read, e.g. 'BIG-G T=0'")
-    j.add_argument("--shots", type=int, default=None, help="keep one number_of_shots (default: one curve each)")
-    j.add_argument("--x", default="non_embedding_params",
-                   choices=["non_embedding_params", "total_params", "flop_matched_non_embedding_params"])
+    j.add_argument("--shots", type=int, default=None, help="keep one number of shots (default: one curve each)")
+    j.add_argument("--chance", action="append", default=None, metavar="TASK=VALUE",
+                   help="random-guess score of a task's 0/1 metrics (fnmatch patterns allowed); repeatable")
+    j.add_argument("--x", default=None,
+                   choices=["params", "non_embedding_params", "train_step", "train_flops", "total_params",
+                            "flop_matched_non_embedding_params"],
+                   help="the scale: BIG-bench's ModelData fields (default non_embedding_params); a column of "
+                        "--params or of the long CSV (default params); train_step reads checkpoints")
     j.add_argument("--out", default=None, help="folder for verdicts.csv, mirage.csv and report.html")
     j.set_defaults(func=cmd_judge)
     u = with_overrides(sub.add_parser("ui", help="open the MLflow UI on the sweep's tracking store"))
