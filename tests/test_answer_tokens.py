@@ -18,6 +18,7 @@ trained here (spaces attach to the next word, as in GPT-2).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -217,3 +218,26 @@ def test_several_targets_are_scored_against_the_nearest_and_most_likely(backend,
     assert M.compute("target_logprob", correct) == [pytest.approx(max(lps))]
     scored = backend.loglikelihood([(r["prompt"], task.examples[0].targets[best])])[0]
     assert list(r["target_token_logprobs"]) == pytest.approx(list(scored.token_logprobs))
+
+
+def test_a_store_written_before_answer_tokens_still_scores_and_says_what_is_missing(caplog):
+    """Version-1 records (no answer/target token ids) keep their other metrics; the gap is named, with the fix."""
+    import logging
+
+    import pandas as pd
+
+    from orchestrator.scoring import _warn_old_records
+
+    old = pd.DataFrame([{"cell_id": "c", "shard_id": "s", "example_idx": 0, "prompt": "\nQ: 1+1\nA: ",
+                         "generated": True, "generation": "2", "answer": "2", "generation_token_ids": [5],
+                         "targets": ["2"], "target_logprobs": [-0.5], "target_token_ids": [0, 5],
+                         "target_token_logprobs": [-0.1, -0.4]}])
+    recs = old.to_dict("records")
+    assert M.compute("exact_match", recs) == [1.0]
+    assert M.compute("target_logprob", recs) == [-0.5]
+    assert M.compute("target_token_prob", recs) == [pytest.approx(math.exp(-0.25))]  # one target: still right
+    assert math.isnan(M.compute("token_edit_distance", recs)[0])  # not the old off-by-one number
+    with caplog.at_level(logging.WARNING):
+        _warn_old_records(old, "tiny/add/zero_shot", ["exact_match", "token_edit_distance"])
+    assert "before record version 2" in caplog.text and "token_edit_distance" in caplog.text
+    assert "rerun the cell" in caplog.text
