@@ -62,7 +62,7 @@ class TaskConfig:
     digits: int = 2
     n: int = 200  # synthetic: how many examples to generate
     seed: int = 0
-    limit: Optional[int] = None  # evaluate only the first `limit` examples
+    limit: Optional[int] = None  # evaluate a sample of `limit` examples drawn with `seed`, stratified by subtask
     stop: Optional[list[str]] = None
 
 

@@ -12,7 +12,7 @@ import fsspec
 import pytest
 
 from orchestrator.config import ConfigError, TaskConfig
-from orchestrator.tasks import TaskError, load_task, synthetic
+from orchestrator.tasks import TaskError, load_task, sample_examples, synthetic
 from orchestrator.tasks.arithmetic import problem
 from orchestrator.tasks.bigbench import DEFAULT_OUTPUT_REGEX, KNOWN_METRICS
 from orchestrator.tasks.task import content_hash
@@ -137,11 +137,83 @@ def test_subtask_on_a_task_with_examples_is_an_error(bb: Path) -> None:
         load_task("e", bigbench(str(bb / "emoji_movie"), subtask="x"))
 
 
-def test_limit_keeps_the_first_examples(bb: Path) -> None:
-    full = load_task("e", bigbench(str(bb / "emoji_movie")))
-    five = load_task("e", bigbench(str(bb / "emoji_movie"), limit=5))
-    assert five.examples == full.examples[:5]
-    assert five.content_hash != full.content_hash
+def is_ordered_subset(part: tuple, whole: tuple) -> bool:
+    """`part` holds distinct members of `whole`, in `whole`'s order."""
+    where = [whole.index(ex) for ex in part]
+    return where == sorted(set(where))
+
+
+@pytest.mark.parametrize("folder", ["emoji_movie", "arithmetic/3_digit_addition", "periodic_elements/subtask_1"])
+def test_limit_is_a_seeded_sample_in_file_order(bb: Path, folder: str) -> None:
+    full = load_task("t", bigbench(str(bb / folder)))
+    five = load_task("t", bigbench(str(bb / folder), limit=5))
+    assert len(five.examples) == 5 and is_ordered_subset(five.examples, full.examples)
+    assert five.examples != full.examples[:5]  # not the file's first examples
+    assert load_task("t", bigbench(str(bb / folder), limit=5)).examples == five.examples  # deterministic
+    draws = {tuple(ex.idx for ex in load_task("t", bigbench(str(bb / folder), limit=5, seed=s)).examples)
+             for s in range(5)}
+    assert len(draws) == 5  # the seed decides the sample
+    # which examples run is part of the task's identity, so of every cell and shard id
+    ids = {full.id, five.id, load_task("t", bigbench(str(bb / folder), limit=5, seed=1)).id,
+           load_task("t", bigbench(str(bb / folder), limit=6)).id}
+    assert len(ids) == 4
+    assert load_task("t", bigbench(str(bb / folder), limit=10**6)).examples == full.examples
+
+
+def test_limit_sample_is_unbiased_on_an_ordered_file() -> None:
+    """A file ordered by kind (like BIG-bench's IPA task, 18 of its first 20 one way): the first 20 hold no IPA
+    example; seeded samples hold 10% on average, as the file does."""
+    examples = [{"input": f"English: s{i}", "target": f"ipa{i}"} for i in range(180)]
+    examples += [{"input": f"IPA: s{i}", "target": f"eng{i}"} for i in range(20)]
+    url = write_task(examples)
+    full = load_task("t", bigbench(url)).examples
+    assert load_task("t", bigbench(url, limit=20, seed=7)).examples == sample_examples(full, 20, seed=7)
+    shares = [sum(ex.input.startswith("IPA") for ex in sample_examples(full, 20, seed=s)) / 20 for s in range(200)]
+    assert abs(sum(shares) / len(shares) - 0.10) < 0.02
+
+
+def test_limit_is_stratified_by_subtask() -> None:
+    """Each subtask keeps its share: 90 / 10 examples, limit 10 -> 9 / 1, whatever the seed or the file order."""
+    lines = [json.dumps({"input": f"a{i}", "target": "x", "subtask": "a"}) for i in range(90)]
+    lines += [json.dumps({"input": f"b{i}", "target": "y", "subtask": "b"}) for i in range(10)]
+    for order in (lines, lines[::-1]):
+        url = write(mem_url("t.jsonl"), "\n".join(order) + "\n")
+        for seed in range(4):
+            kept = load_task("t", jsonl(url, limit=10, seed=seed)).examples
+            assert sorted(ex.subtask for ex in kept) == ["a"] * 9 + ["b"], seed
+    # largest remainders: 3 subtasks of 5, 3, 2 -> limit 5 gives 2.5, 1.5, 1 -> 3, 1, 1 (tie to the first seen)
+    sizes = {"p": 5, "q": 3, "r": 2}
+    rows = [json.dumps({"input": f"{s}{i}", "target": "t", "subtask": s}) for s, n in sizes.items() for i in range(n)]
+    url = write(mem_url("t.jsonl"), "\n".join(rows) + "\n")
+    kept = load_task("t", jsonl(url, limit=5)).examples
+    assert {s: sum(ex.subtask == s for ex in kept) for s in sizes} == {"p": 3, "q": 1, "r": 1}
+
+
+def test_sample_examples_synthetic_and_errors() -> None:
+    task = synthetic.generate("s", "addition", 3, 50, seed=0)
+    kept = sample_examples(task.examples, 7, seed=3)
+    assert len(kept) == 7 and is_ordered_subset(kept, task.examples)
+    assert sample_examples(task.examples, 7, seed=3) == kept
+    assert load_task("s", synth(n=50, seed=0, limit=7)).content_hash != load_task("s", synth(n=50, seed=0)).content_hash
+    with pytest.raises(ValueError, match="limit=0"):
+        sample_examples(task.examples, 0, seed=0)
+    with pytest.raises(ConfigError, match=r"tasks\.s\.limit=0"):
+        load_task("s", synth(limit=0))
+
+
+def test_a_task_without_subtasks_keeps_its_content_hash() -> None:
+    """Example.subtask is left out of the hash when unset, so adding the field changed no existing shard id."""
+    import hashlib
+    from dataclasses import asdict
+
+    task = load_task("s", synth(n=5))
+    payload = asdict(task)
+    payload.pop("content_hash")
+    payload.pop("source")
+    for ex in payload["examples"]:
+        del ex["subtask"]
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
+    assert task.content_hash == hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def test_stop_override(bb: Path) -> None:
@@ -392,7 +464,8 @@ def test_jsonl_fixture() -> None:
     assert task.metrics == ("exact_str_match", "multiple_choice_grade")
     assert task.preferred_score == "multiple_choice_grade"
     assert task.example_input_prefix == "\nQ: "  # BIG-bench defaults
-    assert load_task("capitals", jsonl(str(FIXTURES / "capitals.jsonl"), limit=2)).examples == task.examples[:2]
+    two = load_task("capitals", jsonl(str(FIXTURES / "capitals.jsonl"), limit=2)).examples
+    assert len(two) == 2 and all(ex in task.examples for ex in two)
 
 
 def test_jsonl_generative_only() -> None:
@@ -412,6 +485,7 @@ def test_jsonl_generative_only() -> None:
         (['{"input": "a", "target": "b", "choices": ["x", "y"]}'], ["example 0", "'target'", "not one of the choices"]),
         (['{"input": "a", "target": "b", "choices": "b"}'], ["example 0", "'choices'"]),
         (['{"input": "a", "target": "b", "choice": ["b", "c"]}'], ["example 0", "'choice'", "unknown"]),
+        (['{"input": "a", "target": "b", "subtask": ""}'], ["example 0", "'subtask'", "non-empty string"]),
         (["", '{"input": "a", "target": "b"}', '["a"]'], ["line 3", "example 1", "JSON object"]),
     ],
 )

@@ -12,13 +12,17 @@ from dataclasses import replace
 from orchestrator.config import TASK_SOURCES, ConfigError, TaskConfig
 from orchestrator.tasks import bigbench, jsonl, synthetic
 from orchestrator.tasks.errors import TaskError
-from orchestrator.tasks.task import Example, Task, content_hash, with_hash
+from orchestrator.tasks.task import Example, Task, content_hash, sample_examples, with_hash
 
-__all__ = ["Example", "Task", "TaskError", "content_hash", "load_task", "with_hash"]
+__all__ = ["Example", "Task", "TaskError", "content_hash", "load_task", "sample_examples", "with_hash"]
 
 
 def load_task(name: str, cfg: TaskConfig) -> Task:
     """Load task `name` as `cfg` describes it: `limit` applied, `stop` overridden, content hash filled.
+
+    `limit` keeps a random sample of that many examples drawn with `seed`,
+    stratified by subtask, in file order (`sample_examples`); the sample is part
+    of the content hash, so another seed or limit gives other shard ids.
 
     source=bigbench: `url` is a task.json or its folder on any fsspec URL;
     `subtask` picks a sub-folder of a parent task. source=synthetic:
@@ -46,7 +50,7 @@ def load_task(name: str, cfg: TaskConfig) -> Task:
     if cfg.limit is not None:
         if cfg.limit < 1:
             raise ConfigError(f"tasks.{name}.limit={cfg.limit} must be >= 1 or null")
-        task = replace(task, examples=task.examples[: cfg.limit])
+        task = replace(task, examples=sample_examples(task.examples, cfg.limit, cfg.seed))
     return with_hash(task)
 
 

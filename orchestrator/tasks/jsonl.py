@@ -12,6 +12,9 @@ Each non-blank line is a JSON object:
   options, kept in this order; every target must be one of them, and the
   options equal to a target score 1, the others 0.
 - `reasoning` (string, optional): a worked solution for chain-of-thought exemplars.
+- `subtask` (non-empty string, optional): which part of the task the example
+  belongs to (a subject, a direction of translation); `limit` then samples
+  every subtask in proportion to its size.
 - `id`, `comment`, `meta`, `metadata`: allowed and ignored. Any other key is an
   error, so a typo such as "choice" cannot silently turn a task generative.
 
@@ -31,7 +34,7 @@ from orchestrator import store
 from orchestrator.tasks.errors import TaskError
 from orchestrator.tasks.task import Example, Task
 
-FIELDS = ("input", "target", "choices", "reasoning")
+FIELDS = ("input", "target", "choices", "reasoning", "subtask")
 IGNORED = ("id", "comment", "meta", "metadata")
 
 
@@ -96,6 +99,9 @@ def _example(idx: int, obj: Any, where: str) -> Example:
     reasoning = obj.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, str):
         raise TaskError(f"{where}: field 'reasoning' must be a string")
+    subtask = obj.get("subtask")
+    if subtask is not None and (not isinstance(subtask, str) or not subtask):
+        raise TaskError(f"{where}: field 'subtask' must be a non-empty string, got {subtask!r}")
     return Example(
         idx=idx,
         input=obj["input"],
@@ -103,4 +109,5 @@ def _example(idx: int, obj: Any, where: str) -> Example:
         choices=choices,
         choice_scores=tuple(1.0 if c in targets else 0.0 for c in choices),
         reasoning=reasoning,
+        subtask=subtask,
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -14,7 +17,9 @@ class Example:
     `targets` are the acceptable free-form answers (first one is the reference);
     `choices`/`choice_scores` are multiple-choice options and their BIG-bench
     `target_scores` (1 for correct, 0 otherwise, fractional allowed);
-    `reasoning` is a worked solution used by chain-of-thought exemplars.
+    `reasoning` is a worked solution used by chain-of-thought exemplars;
+    `subtask` names the part of the task the example belongs to (a JSONL
+    file's `subtask` field), the stratum of a `limit` sample.
     """
 
     idx: int
@@ -23,6 +28,7 @@ class Example:
     choices: tuple[str, ...] = ()
     choice_scores: tuple[float, ...] = ()
     reasoning: str | None = None
+    subtask: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ def content_hash(task: Task) -> str:
     payload = asdict(task)
     payload.pop("content_hash", None)
     payload.pop("source", None)
+    for ex in payload["examples"]:
+        if ex.get("subtask") is None:  # absent: the hash of a task without subtasks stays what it was
+            ex.pop("subtask", None)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -77,3 +86,43 @@ def with_hash(task: Task) -> Task:
     from dataclasses import replace
 
     return replace(task, content_hash=content_hash(task))
+
+
+def sample_examples(examples: Sequence[Example], limit: int, seed: int) -> tuple[Example, ...]:
+    """A seeded random sample of `limit` examples, stratified by `Example.subtask`, in their original order.
+
+    Not the first `limit`: task files are often ordered (in BIG-bench's
+    international_phonetic_alphabet_transliterate, 18 of the first 20
+    examples go English -> IPA), so a prefix is a biased sample. Each subtask
+    keeps its share of the task (proportional allocation, the remainder going
+    to the largest fractional parts, ties to the subtask seen first), so a small
+    limit keeps the task's mix; within a subtask the examples are drawn without
+    replacement by `numpy.random.default_rng(seed)`, subtasks in order of first
+    appearance. The same examples, seed and limit give the same sample on every
+    machine; `limit` >= the number of examples keeps them all.
+    """
+    if limit < 1:
+        raise ValueError(f"limit={limit} must be >= 1")
+    if limit >= len(examples):
+        return tuple(examples)
+    strata: dict[str | None, list[int]] = {}
+    for i, ex in enumerate(examples):
+        strata.setdefault(ex.subtask, []).append(i)
+    sizes = [len(members) for members in strata.values()]
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for members, quota in zip(strata.values(), _allocate(limit, sizes), strict=True):
+        if quota:
+            keep.extend(members[j] for j in rng.choice(len(members), size=quota, replace=False))
+    return tuple(examples[i] for i in sorted(keep))
+
+
+def _allocate(total: int, sizes: Sequence[int]) -> list[int]:
+    """Split `total` over strata of `sizes` in proportion (Hamilton's largest-remainder method), exactly."""
+    n = sum(sizes)
+    quotas = [total * s // n for s in sizes]
+    remainders = [total * s % n for s in sizes]
+    order = sorted(range(len(sizes)), key=lambda h: (-remainders[h], h))
+    for h in order[: total - sum(quotas)]:
+        quotas[h] += 1
+    return quotas
