@@ -7,7 +7,7 @@ multiple choice improves gradually while free-form generation jumps
 (Srivastava et al. 2022). For every task x metric this table gives each
 style's transition scale (`verdicts.transition_index`: the smallest size from
 which the score stays reliably above chance, or above the first size's
-interval) and its shift from a reference style, in decades of parameters and
+interval, by at least the minimum effect) and its shift from a reference style, in decades of parameters and
 in steps of the size grid. The grid is the resolution: a shift of 0 steps
 means "not distinguishable with these sizes", whatever the decades say.
 """
@@ -30,6 +30,7 @@ COLUMNS = [
     "metric",
     "prompt",
     "label",
+    "confidence",  # the verdict's: clear | borderline
     "transition_scale",
     "transition",  # transition_scale as 1.3B / 350M
     "transition_model",
@@ -51,12 +52,13 @@ def compare_prompts(
     """One row per task x metric x prompt style: its transition scale and its shift from `reference`.
 
     `reference` defaults to "zero_shot" where a task has it, else the task's
-    first style in alphabetical order. `label` comes from `verdicts` when
-    given (matched on task, prompt and metric), else it is empty.
-    `min_effect` is what "above baseline" needs where a curve has no
-    intervals (`transition_index`).
+    first style in alphabetical order. `label` and `confidence` come from
+    `verdicts` when given (matched on task, prompt and metric), else they are
+    empty. `min_effect` is how far past baseline a score must be to count
+    (`transition_index`: a fraction of the chance-to-perfect range where the
+    curve has both, else metric units), beside its interval clearing it.
     """
-    labels = {(v.task, v.prompt, v.metric): v.label for v in verdicts}
+    labels = {(v.task, v.prompt, v.metric): (v.label, v.confidence) for v in verdicts}
     groups: dict[tuple[str, str], list[Curve]] = {}
     for c in curves:
         groups.setdefault((c.task, c.metric), []).append(c)
@@ -74,7 +76,8 @@ def compare_prompts(
                     "task": task,
                     "metric": metric,
                     "prompt": c.prompt,
-                    "label": labels.get((task, c.prompt, metric), ""),
+                    "label": labels.get((task, c.prompt, metric), ("", ""))[0],
+                    "confidence": labels.get((task, c.prompt, metric), ("", ""))[1],
                     "transition_scale": math.nan if scale is None else scale,
                     "transition": format_params(scale),
                     "transition_model": model or "",

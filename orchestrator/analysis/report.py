@@ -113,6 +113,7 @@ COMPARE_COLUMNS = [
     ("metric", "metric"),
     ("prompt", "prompt"),
     ("label", "verdict"),
+    ("confidence", "confidence"),
     ("transition", "transition"),
     ("reference_prompt", "reference"),
     ("shift_decades", "shift (decades)"),

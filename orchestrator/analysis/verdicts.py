@@ -32,8 +32,10 @@ and u_i - u_j >= `min_effect`. Binary scores carry Wilson intervals
 intervals (published scores) the effect alone decides, with a caveat.
 
 **The rules**, in order (thresholds are `AnalysisConfig` fields; f_i is the
-share of the rise made by size i, e_i = log10(x_i/x_0) / log10(x_top/x_0) the
-share a steady per-decade rise would have made by then):
+share of the rise u_last - u_0 made by size i, e_i = log10(x_i/x_0) / log10(x_last/x_0)
+the share a steady per-decade rise would have made by then; the rise is measured
+to the largest size, never to the best one, which among many noisy sizes is
+biased upwards):
 
 1. flat: fewer than 2 sizes; or the span max u - min u < min_effect ("at the
    floor" when it also stays within floor_level of chance); or the best and
@@ -51,14 +53,15 @@ share a steady per-decade rise would have made by then):
    A +0.70 rise that ends 0.03 below its peak is not inverse scaling.
 4. no reliable rise (last vs first) -> flat, "no reliable trend with scale".
 5. emergent, when the curve rises reliably and (n >= min_sizes):
-   - floor: the first sizes made at most floor_fraction of the rise to the
-     best size, and there are at least two of them;
+   - floor: the first sizes made at most floor_fraction of the rise, and
+     there are at least two of them;
    - delay: at the floor's last size j, e_j - f_j >= min_delay: the curve lags
      a straight line in log10(x) by that share of its rise, so a jump across
      a wide gap in x is not mistaken for a sharp one (spacing-aware);
    - near chance (metrics with a chance score): the floor's mean u <= floor_level;
-   - not at the floor: the rise u_top - u_0 >= emergent_min_rise (normalised axes);
-   - the best size is reliably above the floor's last size.
+   - not at the floor: the rise u_last - u_0 >= emergent_min_rise (in metric
+     units where the metric has no perfect score; not on a log axis);
+   - the largest size is reliably above the floor's last size.
    Near chance, then well above it (Wei et al. 2022), past a task-dependent
    scale ("breakthrough", Srivastava et al. 2022). Otherwise smooth; its
    reason says what fell short, and whether it is monotone (Spearman rho >=
@@ -572,7 +575,8 @@ def _decide(x: np.ndarray, ax: _Axis, models: list[str], cfg: AnalysisConfig, ca
         )
 
     # -- emergent or smooth
-    top = int(np.argmax(u))
+    # measured to the largest size, not to the best one: the best of many noisy sizes is biased upwards
+    top = n - 1
     gain = float(u[top] - u[0])
     f = (u - u[0]) / gain
     j = -1
