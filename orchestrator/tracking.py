@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from orchestrator.secrets import redact, redact_param
+from orchestrator.secrets import redact, redact_param, redact_text
 
 MAX_PARAMS = 100  # per log_batch (mlflow/utils/validation.py)
 MAX_METRICS = 1000
@@ -53,6 +54,10 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str):
         self.uri = uri
+        if redact_text(uri) != uri:
+            # MLflow writes "View run ... at: <tracking URI>/#/..." to stdout for every run it ends,
+            # password included; our own lines print the URI redacted
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
