@@ -116,7 +116,8 @@ def test_exact_match_of_a_smooth_per_token_accuracy_is_flagged_as_a_mirage():
     assert labels["exact_str_match"] == "emergent", a.verdict_table.to_string()
     assert labels["log_likelihood"] == "smooth" and labels["bleu"] == "smooth"
     rows = a.mirage.set_index("continuous_metric")
-    assert bool(rows.loc["log_likelihood", "mirage"]) and bool(rows.loc["bleu", "mirage"])
+    assert bool(rows.loc["log_likelihood", "mirage"])  # the declared partner: counted
+    assert not bool(rows.loc["bleu", "mirage"])  # BLEU is shown beside it, never a declared partner
     assert rows.loc["log_likelihood", "discontinuous_metric"] == "exact_str_match"
     em = next(v for v in a.verdicts if v.metric == "exact_str_match")
     assert any("no bootstrap intervals" in c for c in em.caveats)
@@ -178,9 +179,13 @@ def test_csv_rows_become_curves_with_figure_reading_intervals():
     assert pc.kind == "continuous" and pc.lo == (0.18, 0.38, 0.58, 0.78) and pc.best is None
     a = analyse(ext.curves)
     assert {v.metric: v.label for v in a.verdicts} == {"exact_match": "emergent", "partial_credit": "smooth"}
-    assert a.mirage["flag"].tolist() == ["emergent under exact_match, smooth under partial_credit"]
+    assert a.mirage["flag"].tolist() == [  # a published table's own metric is shown, never counted as a mirage
+        "emergent under exact_match, smooth under partial_credit; partial_credit is not a declared partner of "
+        "exact_match: shown, not counted"
+    ]
     alone = analyse([em])  # nothing to check it against: the summary says so instead of "nothing emergent"
-    assert alone.mirage.empty and alone.summary.startswith("1 curve(s) are emergent (arith/few_shot/exact_match)")
+    assert alone.mirage.empty and alone.summary.startswith("1 emergent curve(s) under a discontinuous metric")
+    assert "cannot be checked" in alone.summary and "arith/few_shot/exact_match" in alone.summary
 
 
 @pytest.mark.parametrize(
