@@ -163,7 +163,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     for name in zoo.known_names():
         card = out / name / "model_card.json"
-        print(f"{name:<18} {'built' if card.exists() else 'missing':<8} {out / name}")
+        # stale: built from another spec (a sweep refuses it; `zoo build <name>` retrains it)
+        state = "built" if zoo.is_built(out, [name]) else "stale" if card.exists() else "missing"
+        print(f"{name:<18} {state:<8} {out / name}")
     return 0
 
 
