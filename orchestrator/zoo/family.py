@@ -87,7 +87,13 @@ def param_counts(model: GPT2LMHeadModel) -> tuple[int, int]:
 
 
 def spec_hash(spec: MemberSpec, corpus: CorpusSpec = DEFAULT_CORPUS) -> str:
-    """Hash of what decides the weights: a changed spec or corpus rebuilds the member."""
+    """Hash of what decides the weights: a changed spec or corpus rebuilds the member.
+
+    It is also the member's identity in shard ids (orchestrator.resolve), so records of a
+    retrained member never mix with the old one's, and a member on disk whose card holds
+    another hash is refused as stale. Bump "format" when the training code or the tokenizer
+    changes what a spec trains into (every built zoo then reads as stale and is rebuilt).
+    """
     blob = json.dumps({"member": asdict(spec), "corpus": asdict(corpus), "format": 1}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
