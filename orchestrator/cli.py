@@ -327,7 +327,7 @@ def _judge_analysis(args: argparse.Namespace):
     try:
         merged = OmegaConf.merge(OmegaConf.structured(AnalysisConfig), OmegaConf.from_dotlist(items))
         cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, ValueError) as e:  # ValueError: AnalysisConfig refuses a threshold
         raise UserError("analysis override: " + _explain(e)) from e
     x = args.x
     if any(i.startswith("x=") for i in items):

@@ -157,8 +157,34 @@ class AnalysisConfig:
     min_monotonicity: float = 0.8  # smooth: below this Spearman rho the reason says "not monotone" (label unchanged)
     continuous_axis: str = "linear"  # linear | power_law: the axis continuous metrics are judged on; the other is shown
     coarse_gap_decades: float = 0.5  # a jump across a wider gap in log10(x) gets a caveat
+    # mirage partners declared by the user, before looking: discontinuous metric -> continuous metrics scoring the
+    # same outputs (e.g. {acc: [target_logprob]} for published LAMBADA); added after the built-in ones (mirage.py)
+    partners: dict[str, list[str]] = field(default_factory=dict)
     reference_prompt: Optional[str] = None  # compare.py: style the others are compared with (None: zero_shot or first)
     x: str = "params"  # the scale curves are read against: params | non_embedding_params | train_flops | train_step
+
+    def __post_init__(self) -> None:
+        """Refuse a threshold outside its meaning, naming the field, the value and a valid one."""
+        checks = [
+            ("min_effect", self.min_effect >= 0, "0.05"),
+            ("min_effect_log10", self.min_effect_log10 >= 0, "0.02"),
+            ("z", self.z > 0, "1.96"),
+            ("floor_fraction", 0 <= self.floor_fraction < 1, "0.2"),
+            ("min_delay", 0 <= self.min_delay < 1, "0.25"),
+            ("floor_level", self.floor_level >= 0, "0.1"),
+            ("emergent_min_rise", self.emergent_min_rise >= 0, "0.1"),
+            ("inverse_fraction", 0 < self.inverse_fraction <= 1, "0.5"),
+            ("dip_sizes", self.dip_sizes >= 1, "2"),
+            ("min_sizes", self.min_sizes >= 2, "3"),
+            ("borderline", self.borderline >= 0, "0.25"),
+            ("continuous_axis", self.continuous_axis in ("linear", "power_law"), "linear (or power_law)"),
+        ]
+        for name, ok, example in checks:
+            if not ok:
+                raise ConfigError(
+                    f"analysis.{name}={getattr(self, name)!r} is outside its meaning (see AnalysisConfig in "
+                    f"orchestrator/config.py); e.g. analysis.{name}={example}"
+                )
 
 
 @dataclass

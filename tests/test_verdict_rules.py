@@ -303,3 +303,33 @@ def test_the_headline_counts_only_the_declared_partner():
     alone = [em, bleu]
     vs = judge_all(alone)
     assert "1 cannot be checked" in summary(mirage_table(alone, vs), vs)
+
+
+def test_a_user_can_declare_a_partner_before_looking():
+    em, ted = schaeffer_curves()
+    acc = Curve(**{**em.__dict__, "metric": "acc"})  # a published table's name for exact match
+    lp = Curve(**{**ted.__dict__, "metric": "my_logprob"})
+    verdicts = judge_all([acc, lp])
+    assert mirage_table([acc, lp], verdicts)["declared"].tolist() == [False]  # shown, not counted
+    table = mirage_table([acc, lp], verdicts, partners={"acc": ["my_logprob"]})
+    assert table["counted"].tolist() == [True] and table["mirage"].tolist() == [True]
+
+
+def test_analysis_config_refuses_thresholds_outside_their_meaning():
+    from orchestrator.config import AnalysisConfig, ConfigError
+
+    with pytest.raises(ConfigError, match=r"analysis.min_delay=1.5 .*e.g. analysis.min_delay=0.25"):
+        AnalysisConfig(min_delay=1.5)
+    with pytest.raises(ConfigError, match="analysis.continuous_axis='log'"):
+        AnalysisConfig(continuous_axis="log")
+
+
+def test_judge_refuses_a_bad_threshold_with_its_name_and_a_valid_value(capsys):
+    from pathlib import Path
+
+    from orchestrator.cli import main
+
+    lit = Path(__file__).parent / "fixtures" / "literature"
+    code = main(["judge", str(lit / "pythia_arithmetic"), "--params", str(lit / "pythia_params.csv"), "analysis.z=-1"])
+    assert code == 2
+    assert "analysis.z=-1.0 is outside its meaning" in capsys.readouterr().err

@@ -15,6 +15,8 @@ is seen, that score the same outputs continuously:
 - multiple_choice_grade (option log-likelihoods): brier_score,
   correct_option_prob (Schaeffer et al. sec. 4 replace MC grade by Brier).
 
+A user may declare more (`analysis.partners`, e.g. {acc: [target_logprob]}
+for a published table), before looking; they come after the built-in ones.
 The first declared partner present in the sweep, in that order, is the
 **counted** one: the headline counts a mirage only when the discontinuous
 metric is emergent and its counted partner is smooth. Counting "smooth under
@@ -31,7 +33,7 @@ calibration_ece (a calibration error, not a measure of getting it right).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pandas as pd
@@ -85,23 +87,37 @@ COLUMNS = [
 ]
 
 
-def counterparts(metric: str, available: Sequence[str]) -> list[str]:
-    """The declared partners of discontinuous `metric` among `available`, in declared order (first = counted)."""
-    return [m for m in DECLARED.get(metric, ()) if m in available]
+def counterparts(
+    metric: str, available: Sequence[str], partners: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """The declared partners of discontinuous `metric` among `available`, in declared order (first = counted).
+
+    `partners` (config `analysis.partners`) adds the user's own declarations
+    after the built-in ones, e.g. {"acc": ["target_logprob"]} for a published
+    table whose accuracy and log-probability score the same outputs.
+    """
+    own = [m for m in (partners or {}).get(metric, ()) if m not in DECLARED.get(metric, ())]
+    return [m for m in (*DECLARED.get(metric, ()), *own) if m in available]
 
 
-def undeclared(metric: str, available: Sequence[str]) -> list[str]:
-    """Continuous metrics among `available` shown beside `metric` but not declared partners of anything."""
-    return [m for m in available if m not in _ALL_DECLARED and m not in NOT_PERFORMANCE]
+def undeclared(
+    metric: str, available: Sequence[str], partners: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """Continuous metrics among `available` shown beside `metric` but declared partners of nothing."""
+    mine = set((partners or {}).get(metric, ()))
+    return [m for m in available if m not in _ALL_DECLARED and m not in NOT_PERFORMANCE and m not in mine]
 
 
-def mirage_table(curves: Sequence[Curve], verdicts: Sequence[Verdict]) -> pd.DataFrame:
+def mirage_table(
+    curves: Sequence[Curve], verdicts: Sequence[Verdict], partners: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
     """One row per (discontinuous, continuous) metric pair of a task x prompt where either side is emergent.
 
     Declared pairs first (the counted one first), then undeclared ones.
     `mirage` is True only on a counted row whose discontinuous metric is
     emergent and whose partner is smooth. Rows are sorted by task, prompt and
-    discontinuous metric; an empty table keeps its columns.
+    discontinuous metric; an empty table keeps its columns. `partners`: the
+    user's declarations, as in `counterparts`.
     """
     kinds = {(c.task, c.prompt, c.metric): c.kind for c in curves}
     by_key: dict[tuple[str, str], dict[str, Verdict]] = {}
@@ -115,8 +131,8 @@ def mirage_table(curves: Sequence[Curve], verdicts: Sequence[Verdict]) -> pd.Dat
         disc = sorted(m for m, v in group.items() if v.kind == "discontinuous")
         cont = sorted(m for m, v in group.items() if v.kind == "continuous")
         for d in disc:
-            declared = counterparts(d, cont)
-            for i, c in enumerate(declared + undeclared(d, cont)):
+            declared = counterparts(d, cont, partners)
+            for i, c in enumerate(declared + undeclared(d, cont, partners)):
                 vd, vc = group[d], group[c]
                 if vd.label != "emergent" and vc.label != "emergent":
                     continue
@@ -190,7 +206,8 @@ def summary(table: pd.DataFrame, verdicts: Sequence[Verdict] = ()) -> str:
     if unchecked:
         parts.append(
             f"{len(unchecked)} cannot be checked: no declared partner scores the same outputs ({_names(unchecked)}); "
-            "add token_edit_distance or target_logprob (generations), brier_score (options)."
+            "add token_edit_distance or target_logprob (generations), brier_score (options), or declare "
+            "a metric of the same outputs in analysis.partners."
         )
     parts.append(f"{len(conv_keys)} curve(s) are emergent only under a continuous metric.")
     return " ".join(parts)

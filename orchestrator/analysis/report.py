@@ -45,7 +45,7 @@ def analyse(curves: Sequence[Curve], cfg: AnalysisConfig | None = None) -> Analy
     """Judge every curve and build the mirage table and the prompt-style comparison."""
     cfg = cfg or AnalysisConfig()
     verdicts = judge_all(curves, cfg)
-    mirage = mirage_table(curves, verdicts)
+    mirage = mirage_table(curves, verdicts, cfg.partners)
     return Analysis(
         verdicts=verdicts,
         verdict_table=verdict_table(verdicts),
