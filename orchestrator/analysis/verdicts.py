@@ -10,7 +10,8 @@ normalised axis u, so that effect sizes mean the same on every metric:
 - only the perfect score known (edit distances, log-probabilities): u =
   (y - worst) / (best - worst), with `worst` the curve's worst size: the share
   of the gap to perfect that scale closes;
-- neither: the metric's own units (effect sizes then read in those units).
+- only chance known: the metric's units above chance (effects in metric units);
+- neither: the metric's own units (effects in those units, no "near chance" test).
 
 Continuous metrics are judged on this, their own axis, like the discontinuous
 ones (`continuous_axis = "linear"`, the default): the question "does the
@@ -67,17 +68,24 @@ biased upwards):
    reason says what fell short, and whether it is monotone (Spearman rho >=
    min_monotonicity) and linear in log10(x) (R^2 >= smooth_r2).
 
-**Confidence.** Each rule's statistic is compared with its threshold; the
-margins are listed in `margins`. A verdict is "borderline" when a rule that
-decided it lies within `borderline` (relative) of its threshold -- the rule
-that fired, or any rule whose failure kept another label out -- else "clear".
-An emergent call that rests on the largest size alone is borderline too.
+**Confidence.** Each rule's statistic is compared with its threshold; all
+of them are listed in `margins`, rule by rule. A verdict is "borderline" when
+a statistic that decided it lies within `borderline` of its threshold,
+relatively ((value - threshold) / |threshold|): a check of the rule that
+fired, or the largest shortfall of a rule that did not fire (all its failed
+checks would have to pass to change the label). Counts (sizes, dip sizes) are
+never close. An emergent call that rests on the largest size alone is
+borderline too. Otherwise "clear".
+
+**Transition scale** (`transition_index`): the smallest size from which the
+score stays reliably above chance (or above the first size), by the same
+test: interval clear of the baseline and at least the minimum effect past it.
 
 The emergence score (Schaeffer, Miranda & Koyejo 2023, sec. 4), BIG-bench's
 linearity and breakthroughness are reported beside the label and read against
-n - 1 (an evenly rising line); they do not decide it: with 4-8 sizes they
-cannot tell [0, 0, .01, .4, .8] from a line (Srivastava et al. 2022 compute
-them over many more).
+n - 1 (an evenly rising line); they do not decide it: they ignore the spacing
+of x, and with 4-8 sizes they score the textbook [0, 0, .01, .4, .8] (2.9)
+below an evenly rising line (4).
 """
 
 from __future__ import annotations
