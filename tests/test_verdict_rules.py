@@ -88,6 +88,15 @@ def test_summarise_gives_an_exact_match_cell_with_no_correct_answer_a_real_upper
     assert em.interval == "wilson" and em.hi == pytest.approx(wilson_interval(0, 100)[1])
 
 
+def test_subset_accuracy_gets_the_wilson_interval_over_its_groups():
+    records = [
+        {"example_id": i, "generated": "x", "answer": "x", "targets": ["7"], "input": "3+4="} for i in range(40)
+    ]
+    sa = summarise(["subset_accuracy"], records, MetricContext(subset_k=4))["subset_accuracy"]
+    assert (sa.mean, sa.n, sa.unit, sa.interval) == (0.0, 10, "group", "wilson")
+    assert sa.hi == pytest.approx(wilson_interval(0, 10)[1])  # 0 of 10 groups: [0, 0.28], not [0, 0]
+
+
 def test_a_cell_at_0_of_n_is_not_reliably_above_anything():
     # 0/200, 0/200, then 1/200: the Wilson lower bound of 1/200 is above chance 0, of 0/200 it is not
     c = em_curve([0.0, 0.0, 0.005, 0.3, 0.8])
