@@ -89,9 +89,7 @@ def test_summarise_gives_an_exact_match_cell_with_no_correct_answer_a_real_upper
 
 
 def test_subset_accuracy_gets_the_wilson_interval_over_its_groups():
-    records = [
-        {"example_id": i, "generated": "x", "answer": "x", "targets": ["7"], "input": "3+4="} for i in range(40)
-    ]
+    records = [{"example_id": i, "generated": "x", "answer": "x", "targets": ["7"], "input": "3+4="} for i in range(40)]
     sa = summarise(["subset_accuracy"], records, MetricContext(subset_k=4))["subset_accuracy"]
     assert (sa.mean, sa.n, sa.unit, sa.interval) == (0.0, 10, "group", "wilson")
     assert sa.hi == pytest.approx(wilson_interval(0, 10)[1])  # 0 of 10 groups: [0, 0.28], not [0, 0]
@@ -203,6 +201,30 @@ def test_every_verdict_states_its_confidence_and_the_margin_to_each_rule():
     for rule in ("change:", "u_shaped:", "inverse:", "inverted U:", "rising:", "emergent:"):
         assert rule in m
     assert "delay 0.487 (need >= 0.25) \u2713" in m
+
+
+def test_a_near_miss_is_borderline_only_where_it_could_change_the_label():
+    def c(y):
+        return Curve(
+            "t",
+            "p",
+            "m",
+            FIVE,
+            tuple(y),
+            tuple(v - 0.055 for v in y),
+            tuple(v + 0.055 for v in y),
+            tuple("abcde"),
+            chance=0.0,
+            best=1.0,
+            kind="discontinuous",
+        )
+
+    # noise: the extremes nearly differ (z 1.76), but nothing past that test would make it anything but flat
+    noise = judge(c([0.30, 0.34, 0.27, 0.33, 0.29]))
+    assert (noise.label, noise.confidence) == ("flat", "clear"), noise.margins
+    # the same near miss between the first and the last size: it could have been a rise
+    late = judge(c([0.30, 0.30, 0.30, 0.30, 0.37]))
+    assert (late.label, late.confidence) == ("flat", "borderline"), late.margins
 
 
 # --------------------------------------------------------------------------- continuous metrics

@@ -73,8 +73,9 @@ of them are listed in `margins`, rule by rule. A verdict is "borderline" when
 a statistic that decided it lies within `borderline` of its threshold,
 relatively ((value - threshold) / |threshold|): a check of the rule that
 fired, or the largest shortfall of a rule that did not fire (all its failed
-checks would have to pass to change the label). Counts (sizes, dip sizes) are
-never close. An emergent call that rests on the largest size alone is
+checks would have to pass to change the label; a near miss of rule 1 counts
+only when, past it, the curve would not be a clear flat anyway). Counts
+(sizes, dip sizes) are never close. An emergent call that rests on the largest size alone is
 borderline too. Otherwise "clear".
 
 **Transition scale** (`transition_index`): the smallest size from which the
@@ -465,7 +466,10 @@ class _Stats:
         return all(c.passed for c in self.checks(i, j, ""))
 
 
-def _decide(x: np.ndarray, ax: _Axis, models: list[str], cfg: AnalysisConfig, caveats: list[str]) -> _Decision:
+def _decide(
+    x: np.ndarray, ax: _Axis, models: list[str], cfg: AnalysisConfig, caveats: list[str], gate: bool = True
+) -> _Decision:
+    """The rules of the module docstring on one axis; `gate` False skips rule 1 (to see what it kept out)."""
     u = ax.u
     n = len(u)
     st = _Stats(ax, cfg)
@@ -487,13 +491,17 @@ def _decide(x: np.ndarray, ax: _Axis, models: list[str], cfg: AnalysisConfig, ca
 
     best, worst = int(np.argmax(u)), int(np.argmin(u))
     span = float(u[best] - u[worst])
-    gate = [_Check("span", span, ">=", ax.min_effect)]
+    change = [_Check("span", span, ">=", ax.min_effect)]
     zbw = st.z(best, worst)
     if not math.isnan(zbw):
-        gate.append(_Check("best-worst z", zbw, ">=", cfg.z))
-    groups.append(("change", gate))
-    if not all(c.passed for c in gate):
-        tried.append(("change", gate))
+        change.append(_Check("best-worst z", zbw, ">=", cfg.z))
+    if gate:
+        groups.append(("change", change))
+    if gate and not all(c.passed for c in change):
+        # a near miss here matters only if, past it, the label would not be a clear flat anyway
+        past = _decide(x, ax, models, cfg, [], gate=False)
+        if (past.label, past.confidence) != ("flat", "clear"):
+            tried.append(("change", change))
         if span < ax.min_effect:
             floor = ax.has_chance and float(np.max(u)) <= cfg.floor_level
             where = "stays at the floor: " if floor else ""
