@@ -117,7 +117,7 @@ def _print_analysis(result) -> None:
     a = result.analysis
     if a is None or a.verdict_table.empty:
         return
-    cols = [c for c in ("task", "prompt", "metric", "label", "emergence_score", "baseline", "transition_scale")
+    cols = [c for c in ("task", "prompt", "metric", "label", "confidence", "emergence_score", "transition_scale")
             if c in a.verdict_table.columns]
     with _pd_options():
         print("\nverdicts:")
