@@ -110,8 +110,43 @@ def test_bigbench_normalized_uses_chance_and_the_perfect_score():
 def test_built_in_metrics_declare_their_perfect_score():
     from orchestrator.metrics import get
 
-    best = {n: get(n).best for n in ("exact_match", "multiple_choice_grade", "brier_score", "token_edit_distance",
-                                      "target_logprob", "target_token_prob", "correct_option_prob", "calibration_ece")}
-    assert best == {"exact_match": 1.0, "multiple_choice_grade": 1.0, "brier_score": 0.0, "token_edit_distance": 0.0,
-                    "target_logprob": 0.0, "target_token_prob": 1.0, "correct_option_prob": 1.0,
-                    "calibration_ece": 0.0}
+    best = {
+        n: get(n).best
+        for n in (
+            "exact_match",
+            "multiple_choice_grade",
+            "brier_score",
+            "token_edit_distance",
+            "target_logprob",
+            "target_token_prob",
+            "correct_option_prob",
+            "calibration_ece",
+        )
+    }
+    assert best == {
+        "exact_match": 1.0,
+        "multiple_choice_grade": 1.0,
+        "brier_score": 0.0,
+        "token_edit_distance": 0.0,
+        "target_logprob": 0.0,
+        "target_token_prob": 1.0,
+        "correct_option_prob": 1.0,
+        "calibration_ece": 0.0,
+    }
+
+
+def test_trend_lag_reads_the_curve_against_a_steady_rise_per_decade():
+    from orchestrator.analysis.scores import trend_lag
+
+    x = [1e8, 1e9, 1e10, 1e11, 1e12]
+    assert trend_lag(x, [0.1, 0.3, 0.5, 0.7, 0.9], 2) == pytest.approx(0.0)  # a straight line in log10(x)
+    assert trend_lag(x, [0, 0, 0.01, 0.4, 0.8], 2) == pytest.approx(
+        0.5 - 0.01 / 0.8
+    )  # near its start at 2 of 4 decades
+    assert trend_lag(x, [0.0, 0.6, 0.8, 0.9, 1.0], 1) == pytest.approx(0.25 - 0.6)  # an early rise lags negatively
+    # the same scores, the floor bunched into a fifth of a decade: hardly any lag
+    assert trend_lag([1e8, 1.26e8, 1.58e8, 1e12], [0, 0, 0, 0.8], 2) == pytest.approx(0.05, abs=0.001)
+    assert trend_lag(list(reversed(x)), [0.9, 0.7, 0.5, 0.3, 0.1], 2) == pytest.approx(0.0)  # sorted by x first
+    assert math.isnan(trend_lag(x, [0.3] * 5, 2))
+    with pytest.raises(ValueError, match="i=5"):
+        trend_lag(x, [0.1] * 5, 5)

@@ -103,6 +103,30 @@ def linearity(x: ArrayLike, y: ArrayLike) -> float:
     return _ratio(total_change(ys), math.sqrt(float(np.mean(np.diff(ys) ** 2))))
 
 
+def trend_lag(x: ArrayLike, y: ArrayLike, i: int) -> float:
+    """How far size i lags a steady per-decade rise from the first size to the last: e_i - f_i.
+
+    With sizes sorted by x, f_i = (y_i - y_0) / (y_last - y_0) is the share of
+    the rise made by size i and e_i = log10(x_i / x_0) / log10(x_last / x_0)
+    the share a straight line in log10(x) would have made. 0 on such a line,
+    positive when the curve is still near its start while much of the scale
+    range is spent (the "near baseline, then a rise" of Wei et al. 2022, read
+    with the spacing of x: a floor spanning a fifth of a decade of four lags
+    little, however flat it is), negative for a rise that comes early. NaN
+    when y does not change from first to last or x does not either.
+    """
+    xs = np.asarray(x, dtype=np.float64).ravel()
+    ys = np.asarray(y, dtype=np.float64).ravel()
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    if not 0 <= i < len(xs):
+        raise ValueError(f"trend_lag: size index i={i} is outside the {len(xs)} sizes")
+    gain, span = float(ys[-1] - ys[0]), float(np.log10(xs[-1] / xs[0]))
+    if gain == 0 or span == 0:
+        return math.nan
+    return float(np.log10(xs[i] / xs[0]) / span - (ys[i] - ys[0]) / gain)
+
+
 def normalized_score(score: float | ArrayLike, low: float, high: float) -> float | np.ndarray:
     """BIG-bench's normalised score 100 (score - low) / (high - low): chance = 0, perfect = 100.
 

@@ -99,7 +99,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis.curves import Curve
-from orchestrator.analysis.scores import bigbench_normalized, emergence_score, linearity, total_change
+from orchestrator.analysis.scores import bigbench_normalized, emergence_score, linearity, total_change, trend_lag
 from orchestrator.config import AnalysisConfig
 
 LABELS = ("flat", "smooth", "emergent", "inverse", "u_shaped")
@@ -606,8 +606,7 @@ def _decide(
     ]
     delay = floor_lvl = math.nan
     if j >= 1:
-        e_j = float(np.log10(x[j] / x[0]) / np.log10(x[top] / x[0]))
-        delay = e_j - float(f[j])
+        delay = trend_lag(x, u, j)
         floor_lvl = float(np.mean(u[: j + 1]))
         em.append(_Check("delay", delay, ">=", cfg.min_delay))
         if ax.has_chance:
