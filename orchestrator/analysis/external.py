@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from orchestrator.analysis.curves import Curve
+from orchestrator.metrics.aggregate import wilson_interval
 
 
 class ExternalDataError(ValueError):
@@ -406,24 +407,25 @@ class LmEvalMetric:
     binary: bool = False  # a mean of 0/1 scores per example: a score interval from n, and n from the stderr
     options_chance: bool = False  # chance = 1 / number of options on a multiple-choice task
     scale: float = 1.0  # divide by this (0-100 scores become fractions)
+    best: float | None = None  # the perfect score after scaling: with chance, the ends of the normalised axis
 
 
 # lm-eval metric -> semantics (lm_eval/api/metrics.py; v0.3.0 lm_eval/metrics.py). Others are left out, listed.
 LMEVAL_METRICS: dict[str, LmEvalMetric] = {
-    "acc": LmEvalMetric("discontinuous", True, binary=True, options_chance=True),
-    "acc_norm": LmEvalMetric("discontinuous", True, binary=True, options_chance=True),
-    "acc_mutual_info": LmEvalMetric("discontinuous", True, binary=True, options_chance=True),
-    "exact_match": LmEvalMetric("discontinuous", True, binary=True),
-    "em": LmEvalMetric("discontinuous", True, binary=True),
-    "ppl": LmEvalMetric("continuous", False),  # older name of "perplexity"
-    "perplexity": LmEvalMetric("continuous", False),
-    "word_perplexity": LmEvalMetric("continuous", False),
-    "byte_perplexity": LmEvalMetric("continuous", False),
-    "bits_per_byte": LmEvalMetric("continuous", False),
-    "brier_score": LmEvalMetric("continuous", False),
-    "f1": LmEvalMetric("continuous", True),
-    "bleu": LmEvalMetric("continuous", True, scale=100.0),  # sacrebleu corpus BLEU, 0-100
-    "chrf": LmEvalMetric("continuous", True, scale=100.0),
+    "acc": LmEvalMetric("discontinuous", True, binary=True, options_chance=True, best=1.0),
+    "acc_norm": LmEvalMetric("discontinuous", True, binary=True, options_chance=True, best=1.0),
+    "acc_mutual_info": LmEvalMetric("discontinuous", True, binary=True, options_chance=True, best=1.0),
+    "exact_match": LmEvalMetric("discontinuous", True, binary=True, best=1.0),
+    "em": LmEvalMetric("discontinuous", True, binary=True, best=1.0),
+    "ppl": LmEvalMetric("continuous", False, best=1.0),  # older name of "perplexity"
+    "perplexity": LmEvalMetric("continuous", False, best=1.0),
+    "word_perplexity": LmEvalMetric("continuous", False, best=1.0),
+    "byte_perplexity": LmEvalMetric("continuous", False, best=1.0),
+    "bits_per_byte": LmEvalMetric("continuous", False, best=0.0),
+    "brier_score": LmEvalMetric("continuous", False, best=0.0),
+    "f1": LmEvalMetric("continuous", True, best=1.0),
+    "bleu": LmEvalMetric("continuous", True, scale=100.0, best=1.0),  # sacrebleu corpus BLEU, 0-100
+    "chrf": LmEvalMetric("continuous", True, scale=100.0, best=1.0),
 }
 # lm-eval's `perplexity` aggregation is exp(-mean log-likelihood of the target continuation)
 # (lm_eval/api/metrics.py `perplexity`; the same in v0.3.0, where lambada's "ppl" is that
@@ -627,7 +629,9 @@ def curves_from_lmeval(
     out = []
     for (task, prompt, metric), pts in sorted(points.items()):
         base = metric.split(",")[0]
-        spec = LMEVAL_METRICS.get(base, LmEvalMetric("continuous", True))
+        # target_logprob (-ln ppl) is a log-probability: perfect at 0
+        fallback = LmEvalMetric("continuous", True, best=0.0 if base == "target_logprob" else None)
+        spec = LMEVAL_METRICS.get(base, fallback)
         pts = sorted(pts, key=lambda p: p.x)
         for a, b in zip(pts, pts[1:], strict=False):
             if a.x == b.x:
@@ -663,7 +667,7 @@ def curves_from_lmeval(
                 chance=chances.pop() if len(chances) == 1 else None,
                 higher_is_better=spec.higher_is_better,
                 kind=spec.kind,
-                best=None,
+                best=spec.best,
                 meta={"source": "lm-evaluation-harness results", "n": tuple(ns)},
                 x_name=x,
             )
@@ -671,14 +675,9 @@ def curves_from_lmeval(
     return External(curves=out, families=(), skipped_metrics=tuple(sorted(skipped)))
 
 
-def wilson(p: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion p over n trials (Wilson 1927): never of width 0 at 0/n or n/n."""
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    return (0.0 if p <= 0 else lo), (1.0 if p >= 1 else hi)  # exact at the ends, not a rounding error away
-
+def wilson(p: float, n: int) -> tuple[float, float]:
+    """Wilson score interval of a published proportion p over n examples (the one sweeps use, never 0 wide at 0/n)."""
+    return wilson_interval(min(max(p, 0.0), 1.0) * n, n)
 
 def _infer_n(pairs: Sequence[tuple[float, float]]) -> int | None:
     """The number of examples behind 0/1 means from their stderrs, when they all agree, else None.
@@ -968,6 +967,7 @@ def curves_from_subtask_csv(
                 chance=c,
                 higher_is_better=True,
                 kind="discontinuous",
+                best=1.0,
                 meta={"source": "per-subtask accuracy CSV", "subtasks": len(next(iter(by_point.values()))),
                       "n": n_sub * len(next(iter(by_point.values()))) if n_sub else None},
                 x_name=x,
