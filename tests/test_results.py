@@ -164,3 +164,30 @@ def test_a_rescore_asks_for_the_masked_uri_and_finds_every_shard_with_it(swept):
     with contextlib.redirect_stdout(out):
         assert main(["report", "res", "--root", swept["root"], f"tracking.uri={swept['uri']}"]) == 0
     assert "4 cells rescored" in out.getvalue() and PASSWORD not in out.getvalue()
+
+
+def test_the_readme_demo_block_is_written_from_the_store_and_checked_against_it(swept, tmp_path):
+    """docs/make_demo_docs.py: README's demo numbers come from the stored sweep, and --check catches drift."""
+    import importlib.util
+
+
+    spec = importlib.util.spec_from_file_location("make_demo_docs", Path(__file__).parents[1] / "docs" /
+                                                  "make_demo_docs.py")
+    docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{docs.BEGIN.format('res')}\nstale text\n{docs.END.format('res')}\n\ntail\n")
+    argv = ["--root", swept["root"], "--sweep", "res", "--readme", str(readme), "--figure", str(tmp_path / "c.png")]
+    assert docs.main([*argv, "--check"]) == 1  # the stale block is caught
+    assert docs.main(argv) == 0
+    text = readme.read_text()
+    assert "stale text" not in text and text.endswith("\n\ntail\n")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cells = results.load("res", root=swept["root"], level="cell")
+    zero = cells[cells["prompt_style"] == "zero_shot"].sort_values("params")
+    row = next(line for line in text.splitlines() if line.startswith("| add_2 | zero_shot |"))
+    assert row.split(" | ")[2] == " · ".join(docs._fmt(v) for v in zero["exact_match"])  # the store's numbers
+    assert docs.main([*argv, "--check"]) == 0
+    readme.write_text(text.replace(row, row.replace("| add_2 |", "| add_9 |")))
+    assert docs.main([*argv, "--check"]) == 1
+
