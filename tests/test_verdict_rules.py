@@ -364,3 +364,41 @@ def test_judge_refuses_a_bad_threshold_with_its_name_and_a_valid_value(capsys):
     code = main(["judge", str(lit / "pythia_arithmetic"), "--params", str(lit / "pythia_params.csv"), "analysis.z=-1"])
     assert code == 2
     assert "analysis.z=-1.0 is outside its meaning" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- review findings: sharpness, scale, chance
+
+
+def test_an_early_sharp_jump_is_emergent_and_plateau_sizes_above_a_rise_do_not_change_its_verdict():
+    # 0 -> 0.8 within an eighth of a decade, then a plateau: the delay is read over the rise, not over the plateau
+    early = judge(em_curve([0, 0, 0.8, 0.85, 0.9], n=500, x=(1e8, 1.5e8, 2e8, 1e10, 1e11)))
+    assert early.label == "emergent", early.reason
+    textbook = em_curve([0, 0, 0.01, 0.4, 0.8], x=FIVE)
+    extended = em_curve([0, 0, 0.01, 0.4, 0.8, 0.85, 0.88, 0.9], x=(*FIVE, 1e13, 1e14, 1e15))
+    a, b = judge(textbook), judge(extended)
+    assert a.label == b.label == "emergent", (a.reason, b.reason)
+    assert b.delay == pytest.approx(a.delay, abs=0.05)  # the same step region, the same delay
+
+
+def test_a_jump_across_a_gap_much_wider_than_its_floor_stays_smooth():
+    # the floor spans a fifth of a decade, the rise crosses four: a gradual sigmoid would look the same
+    v = judge(em_curve([0, 0, 0, 0.8], n=500, x=(1e8, 1.26e8, 1.58e8, 1e12)))
+    assert v.label == "smooth", v.reason
+
+
+def test_scores_beyond_the_declared_perfect_score_are_read_in_their_units_not_upside_down():
+    f1 = Curve(task="squad", prompt="0-shot", metric="f1", x=FIVE, y=(20.0, 30.0, 40.0, 50.0, 60.0), lo=NAN5,
+               hi=NAN5, models=tuple("abcde"), chance=None, best=1.0, kind="continuous")
+    v = judge(f1)
+    assert v.label == "smooth" and any("beyond the metric's perfect score" in c for c in v.caveats), v
+
+
+def test_emergent_without_a_chance_score_is_borderline_and_says_why():
+    known = judge(em_curve([0.60, 0.61, 0.62, 0.85, 0.95], n=5000, chance=0.25))
+    unknown = judge(em_curve([0.60, 0.61, 0.62, 0.85, 0.95], n=5000, chance=None))
+    assert known.label != "emergent"  # 0.6 is far above a chance of 0.25: not a floor near chance
+    if unknown.label == "emergent":
+        assert unknown.confidence == "borderline"
+        assert any("no chance score" in c for c in unknown.caveats)
+    zero = judge(em_curve([0, 0, 0.01, 0.4, 0.8], chance=0.0))
+    assert zero.label == "emergent" and not any("no chance score" in c for c in zero.caveats)

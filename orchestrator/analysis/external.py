@@ -423,7 +423,7 @@ LMEVAL_METRICS: dict[str, LmEvalMetric] = {
     "byte_perplexity": LmEvalMetric("continuous", False, best=1.0),
     "bits_per_byte": LmEvalMetric("continuous", False, best=0.0),
     "brier_score": LmEvalMetric("continuous", False, best=0.0),
-    "f1": LmEvalMetric("continuous", True, best=1.0),
+    "f1": LmEvalMetric("continuous", True),  # 0-1 or 0-100 depending on the task: no perfect score assumed
     "bleu": LmEvalMetric("continuous", True, scale=100.0, best=1.0),  # sacrebleu corpus BLEU, 0-100
     "chrf": LmEvalMetric("continuous", True, scale=100.0, best=1.0),
 }

@@ -103,17 +103,22 @@ def linearity(x: ArrayLike, y: ArrayLike) -> float:
     return _ratio(total_change(ys), math.sqrt(float(np.mean(np.diff(ys) ** 2))))
 
 
-def trend_lag(x: ArrayLike, y: ArrayLike, i: int) -> float:
-    """How far size i lags a steady per-decade rise from the first size to the last: e_i - f_i.
+def trend_lag(x: ArrayLike, y: ArrayLike, i: int, reach: float = 1.0) -> float:
+    """How far size i lags a steady per-decade rise from the first size to the rise's end: e_i - f_i.
 
     With sizes sorted by x, f_i = (y_i - y_0) / (y_last - y_0) is the share of
-    the rise made by size i and e_i = log10(x_i / x_0) / log10(x_last / x_0)
-    the share a straight line in log10(x) would have made. 0 on such a line,
-    positive when the curve is still near its start while much of the scale
-    range is spent (the "near baseline, then a rise" of Wei et al. 2022, read
-    with the spacing of x: a floor spanning a fifth of a decade of four lags
-    little, however flat it is), negative for a rise that comes early. NaN
-    when y does not change from first to last or x does not either.
+    the rise made by size i. The rise ends at the first size k that has made
+    `reach` of it (f_k >= reach; 1.0: the last size), and e_i = log10(x_i / x_0)
+    / log10(x_k / x_0) is the share a straight line in log10(x) from the first
+    size to size k would have made by size i. 0 on such a line, positive when
+    the curve is still near its start while much of the scale it took to rise
+    is spent (the "near baseline, then a rise" of Wei et al. 2022, read with
+    the spacing of x: a floor spanning a fifth of a decade before a rise over
+    four lags little, however flat it is), negative for a rise that comes
+    early. Ending the line where the rise ends (reach < 1), not at the largest
+    size, keeps sizes added on a plateau above the rise from changing the
+    verdict on the rise itself. NaN when y does not change from first to last
+    or x does not either.
     """
     xs = np.asarray(x, dtype=np.float64).ravel()
     ys = np.asarray(y, dtype=np.float64).ravel()
@@ -121,10 +126,15 @@ def trend_lag(x: ArrayLike, y: ArrayLike, i: int) -> float:
     xs, ys = xs[order], ys[order]
     if not 0 <= i < len(xs):
         raise ValueError(f"trend_lag: size index i={i} is outside the {len(xs)} sizes")
-    gain, span = float(ys[-1] - ys[0]), float(np.log10(xs[-1] / xs[0]))
-    if gain == 0 or span == 0:
+    if not 0 < reach <= 1:
+        raise ValueError(f"trend_lag: reach={reach} must lie in (0, 1]")
+    gain = float(ys[-1] - ys[0])
+    if gain == 0 or xs[-1] == xs[0]:
         return math.nan
-    return float(np.log10(xs[i] / xs[0]) / span - (ys[i] - ys[0]) / gain)
+    f = (ys - ys[0]) / gain
+    k = next((m for m in range(len(xs)) if f[m] >= reach and xs[m] > xs[0]), len(xs) - 1)
+    span = float(np.log10(xs[k] / xs[0]))
+    return float(min(np.log10(xs[i] / xs[0]) / span, 1.0) - f[i])
 
 
 def normalized_score(score: float | ArrayLike, low: float, high: float) -> float | np.ndarray:

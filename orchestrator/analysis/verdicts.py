@@ -33,10 +33,12 @@ and u_i - u_j >= `min_effect`. Binary scores carry Wilson intervals
 intervals (published scores) the effect alone decides, with a caveat.
 
 **The rules**, in order (thresholds are `AnalysisConfig` fields; f_i is the
-share of the rise u_last - u_0 made by size i, e_i = log10(x_i/x_0) / log10(x_last/x_0)
-the share a steady per-decade rise would have made by then; the rise is measured
-to the largest size, never to the best one, which among many noisy sizes is
-biased upwards):
+share of the rise u_last - u_0 made by size i, e_i = log10(x_i/x_0) / log10(x_k/x_0)
+the share a steady per-decade rise from the first size to size k would have
+made by then, with k the first size that made 1 - floor_fraction of the rise
+(where the rise ends, so plateau sizes added above it change nothing); the
+rise is measured to the largest size, never to the best one, which among many
+noisy sizes is biased upwards):
 
 1. flat: fewer than 2 sizes; or the span max u - min u < min_effect ("at the
    floor" when it also stays within floor_level of chance); or the best and
@@ -58,8 +60,11 @@ biased upwards):
      there are at least two of them;
    - delay: at the floor's last size j, e_j - f_j >= min_delay: the curve lags
      a straight line in log10(x) by that share of its rise, so a jump across
-     a wide gap in x is not mistaken for a sharp one (spacing-aware);
-   - near chance (metrics with a chance score): the floor's mean u <= floor_level;
+     a gap in x much wider than the floor it follows is not mistaken for a
+     sharp one (spacing-aware);
+   - near chance (metrics with a chance score): the floor's mean u <= floor_level.
+     A discontinuous metric without a chance score cannot be tested against
+     chance: an emergent call on it is borderline, with a caveat saying so;
    - not at the floor: the rise u_last - u_0 >= emergent_min_rise (in metric
      units where the metric has no perfect score; not on a log axis);
    - the largest size is reliably above the floor's last size.
@@ -91,6 +96,7 @@ below an evenly rising line (4).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -192,6 +198,7 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
     x, y, lo, hi, models = _points(curve)
     n = len(x)
     caveats: list[str] = []
+    curve = _check_best(curve, y, caveats)
     own = _own_axis(curve, y, lo, hi, cfg)
     power = _power_axis(curve, y, lo, hi, cfg) if curve.kind != "discontinuous" else None
     if power is not None and isinstance(power, str):
@@ -208,6 +215,13 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
             "units" + ("" if primary.has_chance else ", and with no chance score the 'near chance' test is skipped")
         )
     d = _decide(x, primary, models, cfg, caveats)
+    confidence = d.confidence
+    if d.label == "emergent" and curve.kind == "discontinuous" and not primary.has_chance:
+        confidence = "borderline"
+        caveats.append(
+            "no chance score is known for this metric, so 'near chance' was not tested: the floor is only "
+            "the curve's own lowest level (give the chance score, e.g. judge --chance TASK=VALUE)"
+        )
     alt_d = _decide(x, alt, models, cfg, []) if alt is not None and n >= 2 else None
 
     s, o_raw = primary.u, _oriented_raw(y, curve.higher_is_better)
@@ -222,7 +236,7 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
         metric=curve.metric,
         kind=curve.kind,
         label=d.label,
-        confidence=d.confidence,
+        confidence=confidence,
         reason=d.reason,
         margins=d.margins,
         n_sizes=n,
@@ -350,6 +364,27 @@ class _Axis:
     scale: str  # "normalised" (effects are fractions of a range) | "units" (the metric's) | "log" (decades)
     has_chance: bool  # u = 0 is the chance score
     min_effect: float
+
+
+def _check_best(curve: Curve, y: np.ndarray, caveats: list[str]) -> Curve:
+    """The curve without its declared perfect score when a value lies beyond it: the scores are on another scale.
+
+    E.g. an F1 or BLEU reported on 0-100 against a perfect score of 1: read
+    against it, a rising curve would turn upside down (the worst size would be
+    the best). Judged in the metric's units instead, with a caveat.
+    """
+    b = curve.best
+    if b is None or not math.isfinite(b) or not len(y):
+        return curve
+    beyond = float(np.max(y)) > b if curve.higher_is_better else float(np.min(y)) < b
+    tol = 1e-9 * max(1.0, abs(b))
+    if not beyond or abs((float(np.max(y)) if curve.higher_is_better else float(np.min(y))) - b) <= tol:
+        return curve
+    caveats.append(
+        f"a score lies beyond the metric's perfect score {b:g}: the values are on another scale (e.g. 0-100), "
+        "so the perfect score is not used and effects are in the metric's units"
+    )
+    return dataclasses.replace(curve, best=None)
 
 
 def _own_axis(curve: Curve, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, cfg: AnalysisConfig) -> _Axis:
@@ -606,7 +641,7 @@ def _decide(
     ]
     delay = floor_lvl = math.nan
     if j >= 1:
-        delay = trend_lag(x, u, j)
+        delay = trend_lag(x, u, j, reach=1.0 - cfg.floor_fraction)
         floor_lvl = float(np.mean(u[: j + 1]))
         em.append(_Check("delay", delay, ">=", cfg.min_delay))
         if ax.has_chance:
