@@ -66,6 +66,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from orchestrator.config import ConfigError, PromptConfig
+from orchestrator.metrics.definitions import extract_answer as regex_answer
 from orchestrator.record import Request
 from orchestrator.tasks.bigbench import DEFAULT_OUTPUT_REGEX
 from orchestrator.tasks.task import Example, Task
@@ -372,11 +373,8 @@ def _cut(text: str, stops: Sequence[str]) -> str:
 
 
 def _first_match(regex: str, text: str) -> str:
-    """BIG-bench's `next(iter(re.findall(regex, text)), "")`: the first group if the regex has one."""
-    m = re.search(regex, text)
-    if m is None:
-        return ""
-    return m.group(1) if m.re.groups else m.group(0)
+    """BIG-bench's `next(iter(re.findall(regex, text)), "")`: one implementation, shared with the metrics."""
+    return regex_answer(text, regex)
 
 
 def _extract_cot(text: str, task: Task, prompt: PromptConfig) -> str:

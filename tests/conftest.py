@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +65,36 @@ def overrides_for(tmp_path: Path, extra_conf: Path, *more: str) -> list[str]:
         f"sweep.output_dir={tmp_path / 'outputs'}",
         *more,
     ]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[int]:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite store in `folder`; yields its port, stops it after."""
+    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--default-artifact-root",
+         str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("mlflow server did not come up in 90 s")
+            time.sleep(0.5)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -12,12 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -26,6 +20,7 @@ import pytest
 from orchestrator import results
 from orchestrator.cli import main
 from orchestrator.execute import shutdown
+from tests.conftest import mlflow_server
 
 pytestmark = pytest.mark.integration
 
@@ -33,40 +28,10 @@ PASSWORD = "pa55w0rd-xyz"
 N = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mlflow")
-    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "server", "--backend-store-uri", f"sqlite:///{d / 'server.db'}", "--default-artifact-root",
-         str(d / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not come up in 90 s")
-    yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

@@ -363,6 +363,8 @@ def test_generative_metric_needs_target() -> None:
 
 def test_bad_output_regex_and_preferred_score() -> None:
     expect_error(write_task([{"input": "q", "target": "a"}], output_regex="(["), "'output_regex'")
+    # two groups: the first match would be a tuple, not an answer
+    expect_error(write_task([{"input": "q", "target": "a"}], output_regex=r"(\w+) is (\d+)"), "2 capturing groups")
     expect_error(write_task([{"input": "q", "target": "a"}], preferred_score="rouge"), "'preferred_score'")
 
 

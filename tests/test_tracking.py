@@ -5,12 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -18,6 +12,7 @@ import pytest
 
 from orchestrator.secrets import install_log_filter, is_secret_key, redact, redact_text
 from orchestrator.tracking import Tracker
+from tests.conftest import mlflow_server
 
 pytestmark = pytest.mark.integration
 
@@ -162,44 +157,14 @@ def test_redact_text_masks_formats_in_free_text_and_logs(caplog):
     assert handler.stream.getvalue().strip() == "tracking at http://***@h:5000"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
-def mlflow_server(tmp_path):
-    exe = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not come up in 90 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def tracking_server(tmp_path):
+    with mlflow_server(tmp_path) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
-def test_real_tracking_server(mlflow_server):
-    parent = _log_sweep(Tracker(mlflow_server, "exp"))
-    _check(mlflow_server, parent)
-    assert _log_sweep(Tracker(mlflow_server, "exp")) == parent
-    _check(mlflow_server, parent)
+def test_real_tracking_server(tracking_server):
+    parent = _log_sweep(Tracker(tracking_server, "exp"))
+    _check(tracking_server, parent)
+    assert _log_sweep(Tracker(tracking_server, "exp")) == parent
+    _check(tracking_server, parent)

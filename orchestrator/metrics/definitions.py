@@ -225,9 +225,10 @@ _MC_NEEDS = ("choice_logprobs", "choice_scores")
     best=1.0,
 )
 def exact_match(records: Records, ctx: MetricContext) -> list[float]:
-    """1 if the answer equals any target after `output_regex` and `normalize_answer`, else 0.
+    """1 if the stored answer equals any target after `normalize_answer` (both sides), else 0.
 
-    BIG-bench `exact_str_match` (any of the targets counts). An empty answer
+    The lenient form of BIG-bench's `exact_str_match` (any of the targets counts);
+    the answer was extracted once by the pipeline (`output_regex` is not applied again). An empty answer
     matches nothing but an empty target. NaN for an example without targets.
     """
     return [_exact(r, ctx) for r in records]

@@ -51,7 +51,9 @@ _UNITS = ("example", "group", "cell")
 class MetricContext:
     """What a metric may need besides the records, fixed per sweep so scores are reproducible.
 
-    `output_regex` is the task's answer extractor (BIG-bench's `output_regex`),
+    `output_regex` is the task's answer regex (BIG-bench's `output_regex`), for a
+    user's metric that wants it: the pipeline already applied it once to the
+    stored `answer`, and the built-in metrics never apply it again;
     `subset_k` the K of K-of-K subset accuracy, `seed` seeds every random
     choice a metric makes (the subset grouping).
     """

@@ -143,9 +143,14 @@ def parse(data: Any, url: str, name: str) -> Task:
     output_regex = data.get("output_regex")
     if output_regex is not None:
         try:
-            re.compile(output_regex)
+            groups = re.compile(output_regex).groups
         except re.error as e:
             raise TaskError(f"{url}: field 'output_regex' is not a valid regular expression: {e}") from e
+        if groups > 1:
+            raise TaskError(
+                f"{url}: field 'output_regex' {output_regex!r} has {groups} capturing groups; the answer is the "
+                "first match's group, so use one group and make the others non-capturing (?:...)"
+            )
     stop_string = data.get("stop_string")
     if output_regex is None and stop_string is None:
         output_regex = DEFAULT_OUTPUT_REGEX
