@@ -334,6 +334,7 @@ def test_the_headline_counts_only_the_declared_partner():
     alone = [em, bleu]
     vs = judge_all(alone)
     assert "1 cannot be checked" in summary(mirage_table(alone, vs), vs)
+    assert "none has a declared partner" in summary(mirage_table(alone, vs), vs)  # not "0 of those ... a mirage"
 
 
 def test_a_user_can_declare_a_partner_before_looking():

@@ -198,11 +198,18 @@ def summary(table: pd.DataFrame, verdicts: Sequence[Verdict] = ()) -> str:
     conv = table[table["emergent_under"] == "continuous"] if not table.empty else table
     conv_keys = {(r.task, r.prompt, r.continuous_metric) for r in conv.itertuples()}
     frac = f" ({100 * len(mirages) / len(checked):.0f}%)" if checked else ""
-    parts = [
-        f"{len(keys)} emergent curve(s) under a discontinuous metric; {len(checked)} have a declared partner "
-        f"(e.g. token_edit_distance for exact match, brier_score for MC grade), and {len(mirages)}{frac} of "
-        "those are smooth under it: a mirage of the metric (Schaeffer et al. 2023)."
-    ]
+    if checked:
+        head = (
+            f"{len(keys)} emergent curve(s) under a discontinuous metric; {len(checked)} have a declared partner "
+            f"(e.g. token_edit_distance for exact match, brier_score for MC grade), and {len(mirages)}{frac} of "
+            "those are smooth under it: a mirage of the metric (Schaeffer et al. 2023)."
+        )
+    else:
+        head = (
+            f"{len(keys)} emergent curve(s) under a discontinuous metric; none has a declared partner, so none "
+            "can be checked for a mirage of the metric (Schaeffer et al. 2023)."
+        )
+    parts = [head]
     if unchecked:
         parts.append(
             f"{len(unchecked)} cannot be checked: no declared partner scores the same outputs ({_names(unchecked)}); "
