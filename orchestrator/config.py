@@ -33,6 +33,7 @@ class ModelSize:
     train_flops: Optional[float] = None
     train_step: Optional[int] = None  # a training checkpoint's step: with analysis.x=train_step, curves over training
     tokenizer: Optional[str] = None  # defaults to `path`
+    memory_gb: Optional[float] = None  # GB (2**30 bytes) the model needs loaded; None: estimated (placement.py)
 
 
 @dataclass
@@ -105,7 +106,8 @@ class ClusterConfig:
     address: Optional[str] = None  # None: start a local Ray cluster; "auto" or ray://host:port to join
     num_cpus: Optional[int] = None  # for a local cluster; None = all cores
     cpus_per_model: float = 1.0
-    gpus_per_model: float = 0.0
+    gpus_per_model: Optional[float] = 0.0  # 0: CPU only; null: from placement.py's estimate; > 0: fixed
+    gpu_memory_gb: Optional[float] = None  # GB per GPU where Ray cannot tell (it reports GPUs, not their memory)
     torch_threads: Optional[int] = None  # per worker; defaults to cpus_per_model
     max_retries: int = 1
 
