@@ -137,10 +137,25 @@ def redact_text(text: str) -> str:
     return _PAIR.sub(_pair, out)
 
 
-def redact(obj: Any) -> Any:
+# a bare `key` is s3fs's access key id (S3FileSystem(key=..., secret=...)) beside a `secret` or in a filesystem's
+# options; elsewhere (`sort: {key: ...}`) it is not a credential
+_OPTIONS_PARENTS = frozenset({"options", "storage_options"})
+
+
+def _bare_key_is_secret(key: object, siblings: dict, parent: object) -> bool:
+    return _words(str(key)) == ["key"] and (
+        any(_words(str(s)) == ["secret"] for s in siblings) or "_".join(_words(str(parent))) in _OPTIONS_PARENTS
+    )
+
+
+def redact(obj: Any, _parent: object = None) -> Any:
     """A copy of nested dicts/lists with credential-named keys masked and credentials in strings masked."""
     if isinstance(obj, dict):
-        return {k: (MASK if is_secret_key(k) and v not in (None, "") else redact(v)) for k, v in obj.items()}
+        return {
+            k: (MASK if (is_secret_key(k) or _bare_key_is_secret(k, obj, _parent)) and v not in (None, "")
+                else redact(v, k))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list | tuple):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
@@ -150,7 +165,9 @@ def redact(obj: Any) -> Any:
 
 def redact_param(key: str, value: object) -> str:
     """One flattened parameter (`a.b.hub_token`) as it may leave the process."""
-    if is_secret_key(key.rsplit(".", 1)[-1]) and value not in (None, ""):
+    parts = key.rsplit(".", 2)
+    bare = len(parts) > 1 and _bare_key_is_secret(parts[-1], {}, parts[-2])
+    if (is_secret_key(parts[-1]) or bare) and value not in (None, ""):
         return MASK
     return redact_text(str(value))
 
