@@ -8,6 +8,7 @@ value and the fix.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -115,6 +116,9 @@ class ClusterConfig:
 @dataclass
 class StorageConfig:
     root: str = "results"  # any fsspec URL: a folder, s3://bucket/prefix, gs://..., memory://
+    # passed to the fsspec filesystem: endpoint_url, profile, anon, client_kwargs: {region_name: ...};
+    # credentials come from the environment or the cloud's identity, never from here
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -290,7 +294,31 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
     if sc.cluster.cpus_per_model <= 0:
         raise ConfigError(f"cluster.cpus_per_model={sc.cluster.cpus_per_model} must be > 0")
     _check_x(sc)
+    _check_storage(sc)
     return sc
+
+
+def _check_storage(sc: SweepConfig) -> None:
+    """On a cluster every node writes to the store: a relative or in-memory root would split it (or vanish)."""
+    root, address = sc.storage.root, sc.cluster.address
+    if not address or address == "local":
+        return
+    path = root[len("file://"):] if root.startswith("file://") else None if "://" in root or "::" in root else root
+    fix = ("give an absolute path on a shared filesystem (storage.root=/shared/results) or an s3://, gs:// URL "
+           "(storage=s3 storage.root=s3://bucket/prefix)")
+    if root.startswith("memory://"):
+        raise ConfigError(f"storage.root={root!r} lives in one process's memory, but cluster.address={address!r} "
+                          f"runs shards on other nodes: {fix}")
+    if path is None:
+        return
+    if not os.path.isabs(os.path.expanduser(path)):
+        raise ConfigError(
+            f"storage.root={root!r} is a relative path, but cluster.address={address!r} joins a cluster: each node "
+            f"(and a `ray job submit` job's working folder) would resolve it to a different place; {fix}"
+        )
+    logging.getLogger(__name__).warning(
+        "storage.root=%r is a local path on a cluster (cluster.address=%r): every node must see it as the same "
+        "shared filesystem, or shards land on the node that ran them", root, address)
 
 
 X_AXES = ("params", "non_embedding_params", "train_flops", "train_step")

@@ -23,11 +23,11 @@ CELL_KEYS = ("model", "params", "train_step", "task", "prompt_style")
 LEVELS = ("example", "cell")
 
 
-def load(sweep: str, root: str = "results", level: str = "example") -> pd.DataFrame:
-    """Read a sweep from any fsspec root; `level` is "example" or "cell"."""
+def load(sweep: str, root: str = "results", level: str = "example", options: dict | None = None) -> pd.DataFrame:
+    """Read a sweep from any fsspec root; `level` is "example" or "cell"; `options` as storage.options."""
     if level not in LEVELS:
         raise ValueError(f"level={level!r} is unknown; use 'example' or 'cell'")
-    store = SweepStore(root, sweep)
+    store = SweepStore(root, sweep, options)
     if not store.has("manifest.json"):
         raise FileNotFoundError(f"no sweep {sweep!r} under {root!r}: manifest.json is missing")
     if level == "cell":

@@ -9,6 +9,13 @@ A reader never sees a partial file: on a local disk a shard is written to a
 temporary name in the same folder and renamed (atomic on POSIX); on object
 stores it is one PUT of the finished bytes. This is the only module that
 imports fsspec.
+
+Object stores need their fsspec package, installed as an extra
+(`pip install 'orchestrator[s3]'` for s3fs, `orchestrator[gcs]` for gcsfs);
+`check_root` says so at start, before any model loads. `storage.options` go
+to the filesystem's constructor (s3fs: `endpoint_url`, `profile`,
+`client_kwargs: {region_name: ...}`, `anon`); credentials come from the
+environment or the machine's cloud identity, not from the config.
 """
 
 from __future__ import annotations
@@ -27,18 +34,87 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.registry import known_implementations
+
+from orchestrator.config import ConfigError
 
 TMP_PREFIX = ".tmp-"
+# protocol -> (the package that implements it, the extra that installs it)
+EXTRAS: dict[str, tuple[str, str]] = {
+    "s3": ("s3fs", "s3"),
+    "s3a": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+}
+
+
+def _protocols(url: str) -> list[str]:
+    """Every protocol in a (possibly chained, `simplecache::s3://...`) URL; "file" for a plain path."""
+    out = []
+    for part in url.split("::"):
+        proto, _ = fsspec.core.split_protocol(part)
+        out.append(proto or "file")
+    return out
+
+
+def check_root(root: str, options: dict[str, Any] | None = None, field: str = "storage.root") -> None:
+    """Fail now with the fix if `root` cannot be opened: an unknown protocol, a package not installed, bad options.
+
+    Called before any model loads, so a sweep on s3:// without s3fs stops at
+    once with the install command instead of an ImportError after its models ran.
+    """
+    root = os.path.expanduser(root)
+    for proto in _protocols(root):
+        try:
+            fsspec.get_filesystem_class(proto)
+        except ValueError as e:
+            known = sorted({*fsspec.available_protocols(), *EXTRAS})
+            raise ConfigError(
+                f"{field}={root!r}: unknown protocol {proto!r}; use a local folder or one of: s3://, gs://, "
+                f"memory://, file:// (every protocol fsspec knows: {', '.join(known)})"
+            ) from e
+        except ImportError as e:
+            raise ConfigError(f"{field}={root!r} needs {_install_hint(proto)}") from e
+    try:
+        fsspec.core.url_to_fs(root, **dict(options or {}))
+    except ImportError as e:  # a package the filesystem imports lazily (e.g. s3fs without aiobotocore)
+        raise ConfigError(f"{field}={root!r} needs {_install_hint(_protocols(root)[-1])}: {e}") from e
+    except TypeError as e:
+        raise ConfigError(
+            f"storage.options={sorted(options or {})} are not accepted by the filesystem for {root!r}: {e}; "
+            "see its documentation (s3fs: endpoint_url, profile, anon, client_kwargs={region_name: ...})"
+        ) from e
+
+
+def _install_hint(proto: str) -> str:
+    """'s3fs: pip install 'orchestrator[s3]'' for a protocol this project knows, fsspec's own hint otherwise."""
+    if proto in EXTRAS:
+        package, extra = EXTRAS[proto]
+        return f"{package}: pip install 'orchestrator[{extra}]'"
+    impl = known_implementations.get(proto, {})
+    package = str(impl.get("class", proto)).split(".")[0]
+    return f"{package}: pip install {package}" + (f" ({impl['err']})" if impl.get("err") else "")
+
+
+def _fs(url: str, options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path of `url`; a missing package or unknown protocol is a ConfigError with the fix."""
+    url = os.path.expanduser(url)
+    try:
+        return fsspec.core.url_to_fs(url, **dict(options or {}))
+    except (ImportError, ValueError):
+        check_root(url, options, field="url")
+        raise
 
 
 def read_text(url: str) -> str:
     """Read a whole text file from any fsspec URL (local path, s3://, gs://, github://, memory://)."""
-    with fsspec.open(os.path.expanduser(url), "rt", encoding="utf-8") as f:
+    fs, path = _fs(url)
+    with fs.open(path, "rt", encoding="utf-8") as f:
         return f.read()
 
 
 def exists(url: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    fs, path = _fs(url)
     return fs.exists(path)
 
 
@@ -52,7 +128,7 @@ def join(url: str, *parts: str) -> str:
 
 def list_dirs(url: str) -> list[str]:
     """Names of the folders directly inside `url` (e.g. a BIG-bench parent task's subtasks); [] if none."""
-    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    fs, path = _fs(url)
     try:
         entries = fs.ls(path, detail=True)
     except FileNotFoundError:
@@ -60,9 +136,13 @@ def list_dirs(url: str) -> list[str]:
     return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory")
 
 
-def write_atomic(url: str, data: bytes) -> None:
+def write_atomic(url: str, data: bytes, options: dict[str, Any] | None = None) -> None:
     """Write `data` so that `url` either does not exist or holds all of it."""
-    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    fs, path = _fs(url, options)
+    _write_atomic(fs, path, data)
+
+
+def _write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
@@ -83,13 +163,18 @@ def write_atomic(url: str, data: bytes) -> None:
 
 
 class SweepStore:
-    """One sweep's folder in the store."""
+    """One sweep's folder in the store; `options` go to the filesystem (storage.options: endpoint, profile...)."""
 
-    def __init__(self, root: str, sweep_id: str):
+    def __init__(self, root: str, sweep_id: str, options: dict[str, Any] | None = None):
         self.root = os.path.expanduser(root)
         self.sweep_id = sweep_id
         self.url = join(self.root, sweep_id)
-        self.fs, self._path = fsspec.core.url_to_fs(self.url)
+        self.options = dict(options or {})
+        try:
+            self.fs, self._path = fsspec.core.url_to_fs(self.url, **self.options)
+        except (ImportError, ValueError, TypeError):
+            check_root(self.root, self.options)
+            raise
 
     # -- shards ---------------------------------------------------------------
     def shard_url(self, shard_id: str) -> str:
@@ -100,11 +185,12 @@ class SweepStore:
         table = pa.Table.from_pylist(rows)
         buf = io.BytesIO()
         pq.write_table(table, buf)
-        write_atomic(self.shard_url(shard_id), buf.getvalue())
+        _write_atomic(self.fs, f"{self._path}/shards/{shard_id}.parquet", buf.getvalue())
 
     def done(self) -> set[str]:
         """Ids of the shards whose files exist (temporary files are not shards)."""
         shards_dir = f"{self._path}/shards"
+        self.fs.invalidate_cache(shards_dir)  # s3fs/gcsfs cache listings: other processes write shards too
         if not self.fs.exists(shards_dir):
             return set()
         names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(shards_dir, detail=False)]
@@ -121,7 +207,7 @@ class SweepStore:
 
     # -- manifest and other files --------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
-        write_atomic(join(self.url, name), json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
+        _write_atomic(self.fs, f"{self._path}/{name}", json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
     def read_json(self, name: str) -> Any:
         with self.fs.open(f"{self._path}/{name}", "rt") as f:
@@ -132,12 +218,12 @@ class SweepStore:
             return f.read()
 
     def has(self, name: str) -> bool:
+        self.fs.invalidate_cache(f"{self._path}/{name}")
         return self.fs.exists(f"{self._path}/{name}")
 
     def write_bytes(self, name: str, data: bytes) -> str:
-        url = join(self.url, name)
-        write_atomic(url, data)
-        return url
+        _write_atomic(self.fs, f"{self._path}/{name}", data)
+        return join(self.url, name)
 
 
 def read_matching(url: str, name_glob: str) -> list[tuple[str, str]]:
@@ -147,7 +233,7 @@ def read_matching(url: str, name_glob: str) -> list[tuple[str, str]]:
     benchmark_tasks/<task>/results/scores_*.json, on any fsspec filesystem.
     Only file names are matched, so brackets or stars in `url` are literal.
     """
-    fs, path = fsspec.core.url_to_fs(os.path.expanduser(url))
+    fs, path = _fs(url)
     if fs.isfile(path):
         paths = [path]
     else:

@@ -96,7 +96,9 @@ def prepare(
     """Check metrics and tasks, resolve each model to what it is (hub commit, zoo spec hash, folder content),
     and plan. `resolved` replaces the resolution (a rescore uses the one recorded in the manifest)."""
     from orchestrator.resolve import resolve_models
+    from orchestrator.store import check_root
 
+    check_root(cfg.storage.root, cfg.storage.options)  # s3:// without s3fs: the install command, before anything
     check_metric_names(cfg.metrics)
     tasks = load_tasks(cfg)
     if resolved is None:
@@ -104,7 +106,7 @@ def prepare(
     plan = make_plan(cfg, tasks, resolved)
     for m in plan.models:
         log.info("model %s: %s", m.name, (resolved.get(m.name) or Resolved(m.revision)).note or m.revision)
-    return plan, tasks, SweepStore(cfg.storage.root, plan.sweep_id)
+    return plan, tasks, SweepStore(cfg.storage.root, plan.sweep_id, cfg.storage.options)
 
 
 def manifest(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task]) -> dict:
@@ -331,7 +333,8 @@ def config_from_store(root: str, sweep_id: str, overrides: list[str]) -> SweepCo
     from orchestrator.config import SweepConfig as Schema
     from orchestrator.config import validate
 
-    store = SweepStore(root, sweep_id)
+    given = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+    store = SweepStore(root, sweep_id, (given.get("storage") or {}).get("options"))  # type: ignore[union-attr]
     if not store.has("manifest.json"):
         from orchestrator.config import ConfigError
 
@@ -369,7 +372,7 @@ def rescore(cfg: SweepConfig) -> SweepResult:
     Models are keyed as the sweep resolved them (manifest.json), not re-resolved: a branch
     that has moved since, or a zoo rebuilt since, must not orphan the stored records.
     """
-    store = SweepStore(cfg.storage.root, cfg.sweep.name)
+    store = SweepStore(cfg.storage.root, cfg.sweep.name, cfg.storage.options)
     recorded = recorded_models(store.read_json("manifest.json")) if store.has("manifest.json") else None
     if recorded is not None and not set(cfg.model.sizes) <= set(recorded):
         recorded = None  # sizes added on the command line: resolve them all afresh
