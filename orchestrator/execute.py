@@ -1,9 +1,12 @@
 """Execution on Ray: model-affine workers, scheduling and progress. The only module that imports ray.
 
 One actor per model size loads its weights once and runs every shard of that
-model, across tasks and prompt styles, in order. Ray starts actors as the
-cluster's resources allow (cpus_per_model / gpus_per_model), so a 2-core
-machine runs two small models at a time and a GPU cluster one per GPU share.
+model, across tasks and prompt styles, in order. Each actor asks Ray for what
+orchestrator.placement decided from the model's memory need and the live
+cluster (largest model first; a share of a GPU, k GPUs of one node, or CPUs
+only), so a 2-core machine runs two small models at a time, a GPU cluster
+packs small models onto shared GPUs, and a sweep that fits nowhere stops
+before anything runs.
 The driver writes each finished shard to the store the moment it arrives:
 the store, not Ray's object store, holds results, so a crash loses at most the
 shards in flight.
@@ -21,6 +24,7 @@ import ray
 from tqdm.auto import tqdm
 
 from orchestrator.config import SweepConfig
+from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config
 from orchestrator.plan import Cell, ModelSpec, Plan, Shard
 from orchestrator.tasks.task import Task
 
@@ -85,6 +89,55 @@ def init_ray(cfg: SweepConfig) -> None:
         ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, **kwargs)
 
 
+def describe_cluster(cfg: SweepConfig) -> Cluster:
+    """The live cluster: CPUs, GPUs and RAM per node from ray.nodes(); GPU memory (which Ray does not report)
+    from cluster.gpu_memory_gb when set, else measured with nvidia-smi on each GPU node."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    probed = {} if cfg.cluster.gpu_memory_gb else _probe_gpu_memory(nodes)
+    return cluster_from_ray(nodes, cfg.cluster.gpu_memory_gb, probed)
+
+
+def _gpu_memory_here() -> int | None:
+    """Bytes of the smallest GPU on this node, from nvidia-smi (None where there is none)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=30, check=False).stdout
+    mib = [int(v) for v in out.split() if v.strip().isdigit()]
+    return min(mib) * 2**20 if mib else None
+
+
+def _probe_gpu_memory(nodes: list[dict]) -> dict[str, int]:
+    """Node id -> bytes per GPU, by a zero-CPU task pinned to each GPU node; {} where that fails."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    gpu_nodes = [n["NodeID"] for n in nodes if (n.get("Resources") or {}).get("GPU")]
+    if not gpu_nodes:
+        return {}
+    probe = ray.remote(num_cpus=0)(_gpu_memory_here)
+    refs = {nid: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote()
+            for nid in gpu_nodes}
+    try:
+        values = ray.get(list(refs.values()), timeout=120)
+    except Exception as e:  # placement then asks for cluster.gpu_memory_gb
+        log.warning("could not measure GPU memory on the nodes (%s); set cluster.gpu_memory_gb", _first_line(e))
+        return {}
+    return {nid: v for nid, v in zip(refs, values, strict=True) if v}
+
+
+def placements(models: list[ModelSpec], cfg: SweepConfig) -> list[Placement]:
+    """Each model's Ray request on the live cluster, largest first (orchestrator.placement); ConfigError if any
+    model fits nowhere, before anything runs."""
+    placed = place(models, describe_cluster(cfg), policy_from_config(cfg))
+    for p in placed:
+        log.info("placement: %s needs %.1f GB (%s) -> %g CPUs, %g GPUs (%d per replica), up to %d at once",
+                 p.model, p.need_gb, p.dtype, p.num_cpus, p.num_gpus, p.gpus_per_replica, p.replicas)
+    return placed
+
+
 def execute(
     plan: Plan,
     tasks: dict[str, Task],
@@ -101,22 +154,22 @@ def execute(
     if todo == 0:
         return report
     init_ray(cfg)
-    threads = cfg.cluster.torch_threads or max(1, int(cfg.cluster.cpus_per_model))
-    actor_cls = ray.remote(ModelWorker).options(
-        num_cpus=cfg.cluster.cpus_per_model,
-        num_gpus=cfg.cluster.gpus_per_model,
-        max_restarts=cfg.cluster.max_retries,
-        max_task_retries=cfg.cluster.max_retries,
-    )
+    placed = {p.model: p for p in placements([m for m in plan.models if pending[m.name]], cfg)}
+    worker_cls = ray.remote(ModelWorker)
     task_refs = {name: ray.put(t) for name, t in tasks.items()}
     models = {m.name: m for m in plan.models}
     futures: dict = {}
     actors: dict[str, object] = {}
     left: dict[str, int] = {}
-    for name, shards in pending.items():  # smallest model first
-        if not shards:
-            continue
-        actor = actor_cls.remote(models[name], cfg.backend, threads)
+    for name, p in placed.items():  # largest model first
+        shards = pending[name]
+        threads = cfg.cluster.torch_threads or max(1, int(p.num_cpus))
+        actor = worker_cls.options(
+            num_cpus=p.num_cpus,
+            num_gpus=p.num_gpus,
+            max_restarts=cfg.cluster.max_retries,
+            max_task_retries=cfg.cluster.max_retries,
+        ).remote(models[name], cfg.backend, threads)
         actors[name] = actor
         left[name] = len(shards)
         for s in shards:

@@ -169,3 +169,55 @@ def test_cluster_from_ray_nodes():
     assert len({n.name for n in c.nodes}) == 2  # two nodes on one machine stay two
     probed = cluster_from_ray(nodes, gpu_memory_gb=24, probed={"aaaa1111": 80 * GB})
     assert probed.nodes[0].gpu_memory == 80 * GB
+
+
+@pytest.mark.integration
+def test_live_local_ray_cluster_is_described_and_cpu_placed(tmp_path, tiny_conf):
+    """A real local Ray node: described from ray.nodes(), and cluster=ray's null gpus_per_model places on CPUs
+    where Ray reports no GPU (the case that used to ask for 1 GPU and wait forever)."""
+    from orchestrator.config import load
+    from orchestrator.execute import describe_cluster, init_ray, placements, shutdown
+    from tests.conftest import overrides_for
+
+    cfg = load(overrides_for(tmp_path, tiny_conf, "cluster.num_cpus=2", "cluster.gpus_per_model=null",
+                             "cluster.cpus_per_model=4", "task=[add_2]", "prompt=[zero_shot]"))
+    try:
+        init_ray(cfg)
+        import ray
+
+        if ray.cluster_resources().get("GPU"):
+            pytest.skip("this machine has a GPU: the CPU-only path is the one under test")
+        cluster = describe_cluster(cfg)
+        assert len(cluster.nodes) == 1 and cluster.nodes[0].cpus == 2 and cluster.nodes[0].gpus == 0
+        assert cluster.nodes[0].memory and cluster.nodes[0].memory > 0
+        from orchestrator.plan import model_specs
+
+        placed = placements(model_specs(cfg.model), cfg)
+        assert placed and all(p.num_gpus == 0 and p.num_cpus == 2 for p in placed)  # 4 asked, capped to 2
+        assert [p.params for p in placed] == sorted((p.params for p in placed), reverse=True)
+
+        from orchestrator import sweep
+
+        too_big = load(overrides_for(tmp_path, tiny_conf, "cluster.num_cpus=2", "cluster.gpus_per_model=null",
+                                     "task=[add_2]", "prompt=[zero_shot]", "model.catalog.tiny-b.memory_gb=1e6"))
+        with pytest.raises(ConfigError, match=r"tiny-b .*needs 1000000.0 GB of RAM") as e:
+            sweep.run(too_big, progress=False)
+        assert "tiny-a" not in str(e.value).split("The cluster")[0]
+        assert not list((tmp_path / "store").rglob("*.parquet"))  # refused before any shard ran
+    finally:
+        shutdown()
+
+
+def test_cluster_ray_preset_sizes_models_from_placement(tmp_path):
+    from orchestrator.config import load
+    from orchestrator.placement import policy_from_config
+
+    cfg = load(["cluster=ray", f"storage.root={tmp_path}", "model=pythia", "model.dtype=bfloat16"])
+    policy = policy_from_config(cfg)
+    assert policy.gpus_per_model is None and cfg.cluster.gpu_memory_gb is None
+    from orchestrator.plan import model_specs
+
+    on_cpu = place(model_specs(cfg.model), Cluster((Node("a", 16), Node("b", 16))), policy)
+    assert all(p.device == "cpu" and p.num_cpus == 4 for p in on_cpu)
+    on_gpu = place(model_specs(cfg.model), dgx(), policy)
+    assert on_gpu[0].model == "pythia-12b" and all(0 < p.num_gpus < 1 for p in on_gpu)
