@@ -2,9 +2,12 @@
 
     ray job submit --address http://HEAD:8265 --working-dir . \
         --runtime-env-json '{"excludes": ["results", "outputs", ".venv", ".git", "mlruns", "*.db"]}' \
-        -- python jobs/run_sweep.py experiment=demo cluster=ray tracking=server
+        -- python jobs/run_sweep.py experiment=demo cluster=ray tracking=server \
+           storage=s3 storage.root=s3://my-bucket/orchestrator
 
-Thin by design: parse the overrides, call the library. Re-submitting the same
+The store must be one every node reaches (an s3:// or gs:// URL, or an
+absolute path on a shared filesystem): a relative root would land in Ray's
+per-job working folder, so a sweep on a cluster refuses it. Thin by design: parse the overrides, call the library. Re-submitting the same
 command resumes the sweep: finished shards are found in the store.
 """
 
