@@ -7,7 +7,9 @@
 
 The store must be one every node reaches (an s3:// or gs:// URL, or an
 absolute path on a shared filesystem): a relative root would land in Ray's
-per-job working folder, so a sweep on a cluster refuses it. Thin by design: parse the overrides, call the library. Re-submitting the same
+per-job working folder, so a sweep on a cluster refuses it.
+
+Thin by design: parse the overrides, call the library. Re-submitting the same
 command resumes the sweep: finished shards are found in the store.
 """
 

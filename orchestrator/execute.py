@@ -24,7 +24,7 @@ import ray
 from tqdm.auto import tqdm
 
 from orchestrator.config import SweepConfig
-from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config
+from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config, refuse_multi_gpu
 from orchestrator.plan import Cell, ModelSpec, Plan, Shard
 from orchestrator.tasks.task import Task
 
@@ -132,6 +132,7 @@ def placements(models: list[ModelSpec], cfg: SweepConfig) -> list[Placement]:
     """Each model's Ray request on the live cluster, largest first (orchestrator.placement); ConfigError if any
     model fits nowhere, before anything runs."""
     placed = place(models, describe_cluster(cfg), policy_from_config(cfg))
+    refuse_multi_gpu(placed)
     for p in placed:
         log.info("placement: %s needs %.1f GB (%s) -> %g CPUs, %g GPUs (%d per replica), up to %d at once",
                  p.model, p.need_gb, p.dtype, p.num_cpus, p.num_gpus, p.gpus_per_replica, p.replicas)

@@ -21,6 +21,7 @@ from orchestrator.placement import (
     cluster_from_ray,
     memory_need,
     place,
+    refuse_multi_gpu,
     weights_bytes,
 )
 from orchestrator.plan import ModelSpec
@@ -70,6 +71,10 @@ def test_70b_spans_several_gpus_of_one_node():
     # 70e9 x 2 B = 130.4 GB x 1.2 = 156.5 GB; each GPU holds 80 - 1 GB of it -> 2 GPUs
     assert p.num_gpus == 2 and p.gpus_per_replica == 2
     assert p.replicas == 8  # 4 per 8-GPU node, 2 nodes
+    # ... but no backend spreads one model over GPUs yet: the sweep is refused before any work, not OOM mid-run
+    with pytest.raises(ConfigError, match=r"llama-70b needs 157\.\d GB .*2 GPUs.*not supported yet"):
+        refuse_multi_gpu([p])
+    refuse_multi_gpu(place([spec("pythia-12b", 11_846_072_320)], dgx(), Policy(gpus_per_model=None)))  # one GPU: fine
 
 
 def test_vllm_tensor_parallel_is_a_power_of_two():
