@@ -7,6 +7,8 @@ cluster (largest model first; a share of a GPU, k GPUs of one node, or CPUs
 only), so a 2-core machine runs two small models at a time, a GPU cluster
 packs small models onto shared GPUs, and a sweep that fits nowhere stops
 before anything runs.
+Each shard's rows say where they ran (record.Provenance: Ray node, device,
+actor, load and shard seconds); that is output only and enters no shard id.
 The driver writes each finished shard to the store the moment it arrives:
 the store, not Ray's object store, holds results, so a crash loses at most the
 shards in flight.
@@ -60,16 +62,48 @@ class ModelWorker:
         family = ModelFamily(family=model.family, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
         self.backend = load_backend(size, family, backend_cfg, threads=threads)
         self.load_seconds = time.perf_counter() - t0
+        self.where = where_am_i(self.backend)
 
     def run(self, task: Task, cell: Cell, shard: Shard) -> tuple[str, list[dict], float]:
+        """The shard's rows, each with its Provenance (node, device, replica, load and shard seconds)."""
+        from dataclasses import asdict
+
         from orchestrator.inference import run_shard
+        from orchestrator.record import Provenance
 
         t0 = time.perf_counter()
         rows = run_shard(self.backend, task, cell, shard)
-        return shard.id, rows, time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds))
+        return shard.id, [{**r, **prov} for r in rows], seconds
 
     def node(self) -> str:
         return ray.util.get_node_ip_address()
+
+
+def where_am_i(backend: object) -> dict[str, str]:
+    """Provenance's node, host, device, device_name and worker for this process and `backend`.
+
+    Outside Ray (a worker built in-process) node is "" and worker names the process.
+    """
+    import socket
+
+    import torch
+
+    node, ip, worker = "", "", f"pid:{os.getpid()}"
+    if ray.is_initialized():
+        ctx = ray.get_runtime_context()
+        node = ctx.get_node_id() or ""
+        worker = ctx.get_actor_id() or worker
+        ip = ray.util.get_node_ip_address()
+    host = socket.gethostname() + (f" ({ip})" if ip else "")
+    dev = getattr(backend, "device", None)  # the transformers backend's; vLLM's runs on the GPU Ray gave it
+    device = torch.device(dev) if dev is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type != "cuda":
+        return {"node": node, "host": host, "device": str(device), "device_name": "", "worker": worker}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"node": node, "host": host, "device": f"cuda:{index}", "device_name": torch.cuda.get_device_name(index),
+            "worker": worker}
 
 
 def init_ray(cfg: SweepConfig) -> None:

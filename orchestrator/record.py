@@ -11,6 +11,10 @@ same way (each normalised string on its own, no special tokens, nothing moved
 from the prompt), so a correct answer is at distance 0 whatever the prompt
 format. Records of RECORD_VERSION 1 (no `record_version` column) lack those
 token ids and hold the reference target's per-token scores only.
+
+Where and how fast a shard ran (`Provenance`) is added to each of its rows by
+the worker that ran it. It is an output, never an input: it enters no shard id
+and no metric, and stores written before it simply lack those columns.
 """
 
 from __future__ import annotations
@@ -91,6 +95,27 @@ class Record:
     target_truncated: list[bool] = field(default_factory=list)  # per target: context cut or target unscorable
     choice_truncated: list[bool] = field(default_factory=list)  # per option: context cut or option unscorable
     record_version: int = RECORD_VERSION
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which node, device and model replica ran a shard, and how long loading and inference took.
+
+    Added by the worker to every row of the shard (the same values on each), so a
+    store says where each result came from; not part of the shard id.
+    """
+
+    node: str  # Ray node id: unique per node, even for several nodes on one machine
+    host: str  # hostname and IP of that node
+    device: str  # "cpu" or "cuda:0" (the index this process sees)
+    device_name: str  # the GPU's name; "" on CPU
+    worker: str  # the model replica (Ray actor id) that ran the shard
+    load_seconds: float  # that replica's model load time
+    shard_seconds: float  # time to run this shard on it (prompts, generation, scoring)
 
     @classmethod
     def columns(cls) -> list[str]:

@@ -89,6 +89,7 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                 n_examples=len(records),
                 shots_dropped=int(frame["shots_dropped"].gt(0).sum()) if "shots_dropped" in frame else 0,
                 truncated=int(frame["truncated"].fillna(False).astype(bool).sum()) if "truncated" in frame else 0,
+                nodes=_nodes(frame),
                 scores=scores,
                 non_embedding_params=cell.model.non_embedding_params,
                 train_flops=cell.model.train_flops,
@@ -96,6 +97,13 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
             )
         )
     return results
+
+
+def _nodes(frame: Any) -> int | None:
+    """Distinct nodes that ran a cell, from its rows' Provenance; None for a store written before it."""
+    if "node" not in frame or frame["node"].isna().all():
+        return None
+    return int(frame["node"].dropna().nunique())
 
 
 def _warn_old_records(frame: Any, label: str, names: list[str]) -> None:

@@ -307,10 +307,12 @@ def cells_table(cells: list[CellResult]) -> pd.DataFrame:
 
     `shots_dropped` and `truncated` count the cell's examples that lost exemplars,
     or whose prompt the model did not read whole, to fit the context.
+    `nodes` is how many Ray nodes ran the cell's shards (absent for a store written before shards said so).
 
     Checkpoints of one model share `params`; their `train_step` gets a column and orders them.
     """
     steps = any(c.train_step is not None for c in cells)
+    nodes = any(c.nodes is not None for c in cells)
     rows = []
     for c in cells:
         row = {"model": c.model, "params": c.params}
@@ -318,6 +320,8 @@ def cells_table(cells: list[CellResult]) -> pd.DataFrame:
             row["train_step"] = c.train_step
         row.update({"task": c.task, "prompt": c.prompt, "n": c.n_examples,
                     "shots_dropped": c.shots_dropped, "truncated": c.truncated})
+        if nodes:
+            row["nodes"] = c.nodes
         row.update({m: s["mean"] for m, s in c.scores.items()})
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import mlflow
+import pandas as pd
 import pytest
 
 from orchestrator import sweep
@@ -40,6 +41,19 @@ def test_sweep_end_to_end_and_resume(cfg, tmp_path):
             assert {"exact_match", "token_edit_distance", "target_logprob"} <= set(cell.scores)
         shard_files = list((tmp_path / "store" / "itest" / "shards").glob("*.parquet"))
         assert len(shard_files) == 12
+        # each shard says where it ran (record.Provenance); provenance is output, shard ids are the plan's
+        stored = pd.concat([pd.read_parquet(f).assign(file=f.stem) for f in shard_files], ignore_index=True)
+        assert set(stored["file"]) == {s.id for s in first.plan.shards} and (stored["file"] == stored["shard_id"]).all()
+        assert (stored["node"].str.len() > 0).all() and stored["node"].nunique() == 1  # one local node
+        assert (stored["device"] == "cpu").all() and (stored["device_name"] == "").all()
+        assert (stored["load_seconds"] > 0).all() and (stored["shard_seconds"] > 0).all()
+        per_shard = stored.groupby("file")[["node", "worker", "load_seconds", "shard_seconds"]].nunique()
+        assert (per_shard == 1).all().all()  # one value per shard
+        models = {c.id: c.model.name for c in first.plan.cells}
+        workers = stored.assign(model=stored["cell_id"].map(models)).groupby("model")["worker"].nunique()
+        assert (workers == 1).all() and stored["worker"].nunique() == 2  # one replica per model here, loaded once
+        assert [c.nodes for c in first.cells] == [1] * 4
+        assert pd.read_csv(tmp_path / "store" / "itest" / "cells.csv")["nodes"].tolist() == [1] * 4
         manifest = json.loads((tmp_path / "store" / "itest" / "manifest.json").read_text())
         assert manifest["fingerprint"] == first.plan.fingerprint and len(manifest["cells"]) == 4
         pngs = sorted(p.name for p in (tmp_path / "outputs" / "itest" / "curves").glob("*.png"))

@@ -27,6 +27,7 @@ class CellResult:
     train_flops: float | None = None
     train_step: int | None = None
     truncated: int = 0  # examples whose prompt the model did not read whole (Record.truncated)
+    nodes: int | None = None  # distinct Ray nodes that ran the cell's shards (None: a store without provenance)
 
 
 X_LABELS = {
