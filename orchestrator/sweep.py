@@ -48,19 +48,41 @@ class SweepResult:
     report: Path | None = None
 
 
-def code_version() -> str:
-    """Package version plus the git commit of the source tree when there is one."""
+CODE_VERSION_ENV = "ORCHESTRATOR_CODE_VERSION"
+
+
+def code_version(source: Path | None = None) -> str:
+    """Package version plus the git commit of the source tree ("+<sha>", ".dirty" with uncommitted changes).
+
+    `source` is the folder holding the `orchestrator` package (this checkout by default). Inside a Ray job the
+    code is a copy without `.git`: the submitter then passes its own code_version() in ORCHESTRATOR_CODE_VERSION,
+    and without it the version says the commit is unknown instead of silently dropping it.
+    """
+    source = source or Path(__file__).resolve().parents[1]
+    sha = _git_commit(source)
+    if sha:
+        return f"{__version__}+{sha}"
+    given = os.environ.get(CODE_VERSION_ENV, "").strip()
+    return given or f"{__version__} (commit unknown: no .git; set {CODE_VERSION_ENV})"
+
+
+def _git_commit(source: Path) -> str:
+    """Short commit of the git repository that tracks `source`/orchestrator, "" where none does.
+
+    A copy without `.git` placed inside another repository (a venv's site-packages, Ray's job folder under a
+    checkout) must not report that repository's commit, so the package's own files must be tracked by it.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=source, capture_output=True, text=True, timeout=5, check=False)
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        if git("ls-files", "--error-unmatch", "--", "orchestrator/__init__.py").returncode != 0:
+            return ""
+        sha = git("rev-parse", "--short", "HEAD").stdout.strip()
+        dirty = git("diff", "--quiet", "HEAD", "--", ".").returncode == 1  # only changes under `source` count
     except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{__version__}+{sha}" if sha else __version__
+        return ""
+    return f"{sha}.dirty" if sha and dirty else sha
 
 
 def ensure_models(cfg: SweepConfig, progress: bool = True) -> None:
