@@ -1,10 +1,15 @@
-"""The `orchestrator` command: run, plan, zoo, ui, rescore, report, judge.
+"""The `orchestrator` command: run, plan, zoo, ui, rescore, report, judge, submit, status, logs, stop.
 
     orchestrator run experiment=demo                 run (or resume) the demo sweep
     orchestrator run experiment=demo 'model.sizes=[zoo-3k,zoo-300k]' 'task=[add_3]' 'prompt=[zero_shot]'
     orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
     orchestrator zoo build                           train the embedded model family (CPU, minutes)
     orchestrator ui                                  open the MLflow UI on the tracking store
+    orchestrator submit experiment=demo cluster=ray storage.root=s3://bucket/orch
+                                                     run the sweep as a Ray job (address: --address,
+                                                     cluster.dashboard or RAY_ADDRESS) and return
+    orchestrator status demo storage.root=s3://bucket/orch   shards done / missing, the job's state
+    orchestrator logs demo ... / orchestrator stop demo ...   the latest submitted job's logs / stop it
     orchestrator judge path/to/modified_arithmetic/results --family 'BIG-G T=0' --out judged/
                                                      verdicts + mirage table for published scores
     orchestrator judge lm_eval_out/ --params sizes.csv analysis.min_effect=0.05
@@ -442,6 +447,109 @@ def _judge_read(source: str) -> tuple[str, list]:
     return "long_csv", files
 
 
+def _jobs_call(fn, *a, **kw):
+    """Call orchestrator.jobs; its JobsError (and a config error) becomes a UserError: exit 2 with the fix."""
+    from orchestrator.config import ConfigError
+    from orchestrator.jobs import JobsError
+
+    try:
+        return fn(*a, **kw)
+    except (JobsError, ConfigError) as e:
+        raise UserError(str(e)) from e
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Validate here, then hand the sweep to the cluster's Jobs API and return: nothing waits for it."""
+    from orchestrator import jobs
+    from orchestrator.store import SweepStore, check_root
+
+    cfg = _load(args)  # bad overrides exit 2 before anything is sent
+    _jobs_call(check_root, cfg.storage.root, cfg.storage.options)
+    _jobs_call(jobs.check_submittable, cfg, args.overrides)
+    config_dir = None
+    if args.config_dir:
+        config_dir = jobs.inside_repo(str(Path(args.config_dir).resolve()), jobs.REPO)
+        if config_dir is None:
+            raise UserError(f"--config-dir {args.config_dir} is outside {jobs.REPO}, which is what the job "
+                            "uploads; put the config tree inside the repo")
+    address, where = _jobs_call(jobs.resolve_address, args.address, cfg.cluster.dashboard)
+    entry = jobs.entrypoint(args.overrides, config_dir)
+    store = SweepStore(cfg.storage.root, cfg.sweep.name, cfg.storage.options)
+    job_id = _jobs_call(jobs.submit, address, entry, jobs.runtime_env(cfg), {"sweep": cfg.sweep.name})
+    _jobs_call(jobs.record_job, store, job_id, address, entry)
+    print(f"job: {job_id}\nsweep: {cfg.sweep.name}\naddress: {address} (from {where})\n"
+          f"store: {redact_text(store.url)}\nfollow it with `orchestrator status {cfg.sweep.name}` (and the same "
+          "storage overrides); `orchestrator logs` / `orchestrator stop` likewise")
+    return 0
+
+
+def _job_target(args: argparse.Namespace):
+    """(config, store, latest recorded job, Jobs address) for status / logs / stop of `args.sweep`."""
+    from orchestrator import jobs
+    from orchestrator.store import SweepStore
+
+    cfg = _load(args)
+    store = SweepStore(cfg.storage.root, args.sweep, cfg.storage.options)
+    if not store.has("manifest.json") and not store.has(jobs.JOBS_FILE):
+        raise UserError(f"no sweep {args.sweep!r} in store {redact_text(store.root)} (neither manifest.json nor "
+                        f"{jobs.JOBS_FILE}); check the name and give the storage overrides used to submit it")
+    job = jobs.recorded_jobs(store)[-1] if store.has(jobs.JOBS_FILE) else None
+    address = None
+    if job is not None:
+        address, _ = _jobs_call(jobs.resolve_address, args.address, cfg.cluster.dashboard, job.get("address"))
+    return cfg, store, job, address
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from orchestrator import jobs
+
+    _, store, job, address = _job_target(args)
+    print(f"sweep {args.sweep}  store {redact_text(store.url)}")
+    if store.has("manifest.json"):
+        cells = jobs.progress(store.read_json("manifest.json"), store.done())
+        print(f"{'model':<16}{'task':<22}{'prompt':<14}{'done':>6}{'missing':>8}{'total':>7}  cell")
+        for c in cells:
+            print(f"{c.model:<16}{c.task:<22}{c.prompt:<14}{c.done:>6}{c.missing:>8}{c.total:>7}  {c.cell_id}")
+        done, total = sum(c.done for c in cells), sum(c.total for c in cells)
+        full = sum(c.missing == 0 for c in cells)
+        print(f"shards: {done} done, {total - done} missing, {total} total; cells: {full} of {len(cells)} complete")
+    else:
+        print("no manifest.json yet: the job has not planned the sweep (it is starting, or it failed before)")
+    if job is None:
+        print("job: none recorded (not submitted with `orchestrator submit`)")
+        return 0
+    try:
+        state = jobs.job_state(address, job["job_id"], args.timeout)
+    except jobs.JobsError as e:
+        state = f"unknown: {e}"
+    print(f"job {job['job_id']}: {state}  (submitted {job.get('submitted_at', '?')} to {address})")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from orchestrator import jobs
+
+    _, store, job, address = _job_target(args)
+    if job is None:
+        _jobs_call(jobs.latest_job, store)  # raises: no job recorded
+    print(_jobs_call(jobs.job_logs, address, job["job_id"]), end="")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from orchestrator import jobs
+
+    _, store, job, address = _job_target(args)
+    if job is None:
+        _jobs_call(jobs.latest_job, store)  # raises: no job recorded
+    if _jobs_call(jobs.stop_job, address, job["job_id"]):
+        print(f"job {job['job_id']}: stop requested; shards already in the store stay (submit again to resume)")
+    else:
+        state = _jobs_call(jobs.job_state, address, job["job_id"])
+        print(f"job {job['job_id']}: already {state}, nothing to stop")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="orchestrator",
@@ -494,6 +602,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "--params or of the long CSV (default params); train_step reads checkpoints")
     j.add_argument("--out", default=None, help="folder for verdicts.csv, mirage.csv and report.html")
     j.set_defaults(func=cmd_judge)
+    address_help = ("Ray Jobs API, e.g. http://HEAD:8265; precedence: --address, cluster.dashboard, "
+                    "(status/logs/stop) the address the job was submitted to, RAY_ADDRESS")
+    sb = with_overrides(sub.add_parser(
+        "submit", help="submit the sweep to a Ray cluster as a job (Ray Jobs API) and return; prints job and sweep "
+                       "ids. Needs cluster=ray and a store every node reaches (absolute path or s3:// / gs:// URL). "
+                       "Credentials come from the nodes' environment, never from the job: put none in overrides"))
+    sb.add_argument("--address", default=None, help=address_help)
+    sb.set_defaults(func=cmd_submit)
+    for name, text, func in (
+        ("status", "shards done / missing per cell (from the store) and the submitted job's state", cmd_status),
+        ("logs", "the logs of the sweep's latest submitted job", cmd_logs),
+        ("stop", "stop the sweep's latest submitted job (finished shards stay in the store)", cmd_stop),
+    ):
+        js = sub.add_parser(name, help=text + "; overrides: the storage settings used to submit")
+        js.add_argument("sweep", help="sweep id (its sweep.name)")
+        with_overrides(js)
+        js.add_argument("--address", default=None, help=address_help)
+        if name == "status":
+            js.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the Jobs API")
+        js.set_defaults(func=func)
     u = with_overrides(sub.add_parser("ui", help="open the MLflow UI on the sweep's tracking store"))
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)

@@ -105,6 +105,7 @@ class BackendConfig:
 @dataclass
 class ClusterConfig:
     address: Optional[str] = None  # None: start a local Ray cluster; "auto" or ray://host:port to join
+    dashboard: Optional[str] = None  # Jobs API (http://head:8265) for submit/status/logs/stop; else RAY_ADDRESS
     num_cpus: Optional[int] = None  # for a local cluster; None = all cores
     cpus_per_model: float = 1.0
     gpus_per_model: Optional[float] = 0.0  # 0: CPU only; null: from placement.py's estimate; > 0: fixed
