@@ -475,8 +475,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     address, where = _jobs_call(jobs.resolve_address, args.address, cfg.cluster.dashboard)
     entry = jobs.entrypoint(args.overrides, config_dir)
     store = SweepStore(cfg.storage.root, cfg.sweep.name, cfg.storage.options)
-    job_id = _jobs_call(jobs.submit, address, entry, jobs.runtime_env(cfg), {"sweep": cfg.sweep.name})
-    _jobs_call(jobs.record_job, store, job_id, address, entry)
+    env = jobs.runtime_env(cfg)
+    job_id = _jobs_call(jobs.submit, address, entry, env, {"sweep": cfg.sweep.name})
+    _jobs_call(jobs.record_job, store, job_id, address, entry, next(iter(env["env_vars"].values())))
     print(f"job: {job_id}\nsweep: {cfg.sweep.name}\naddress: {address} (from {where})\n"
           f"store: {redact_text(store.url)}\nfollow it with `orchestrator status {cfg.sweep.name}` (and the same "
           "storage overrides); `orchestrator logs` / `orchestrator stop` likewise")

@@ -8,7 +8,8 @@ the truth of progress (manifest.json lists every cell's shards; a shard file tha
 only adds the job's state.
 
 Credentials never go into the job's runtime environment: its env_vars and entrypoint show in `ray job list`
-and the dashboard. The nodes' own environment (or the cloud's identity) provides them.
+and the dashboard (a credential in an override is refused). The nodes' own environment (or the cloud's
+identity) provides them.
 """
 
 from __future__ import annotations
@@ -97,9 +98,13 @@ def excludes(cfg: SweepConfig, repo: Path = REPO) -> list[str]:
 def runtime_env(cfg: SweepConfig, repo: Path = REPO) -> dict[str, Any]:
     """The job's runtime environment: the repo as working_dir, minus stores, caches, venvs and .git.
 
-    No env_vars: whatever is put there shows in `ray job list`, so credentials come from the nodes.
+    env_vars carries only the submitter's code version (the uploaded copy has no .git to read the commit
+    from). Nothing secret goes there: env_vars show in `ray job list`, so credentials come from the nodes.
     """
-    return {"working_dir": str(repo), "excludes": excludes(cfg, repo)}
+    from orchestrator.sweep import CODE_VERSION_ENV, code_version
+
+    return {"working_dir": str(repo), "excludes": excludes(cfg, repo),
+            "env_vars": {CODE_VERSION_ENV: code_version(repo)}}
 
 
 def entrypoint(overrides: list[str], config_dir: str | None = None) -> str:
@@ -150,9 +155,9 @@ def recorded_jobs(store) -> list[dict[str, Any]]:
     return list(store.read_json(JOBS_FILE)) if store.has(JOBS_FILE) else []
 
 
-def record_job(store, job_id: str, address: str, entry: str) -> dict[str, Any]:
+def record_job(store, job_id: str, address: str, entry: str, code_version: str | None = None) -> dict[str, Any]:
     """Append a submitted job to `{root}/{sweep}/jobs.json` (rewritten whole, atomically)."""
-    job = {"job_id": job_id, "address": address, "entrypoint": entry,
+    job = {"job_id": job_id, "address": address, "entrypoint": entry, "code_version": code_version,
            "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     store.write_json(JOBS_FILE, [*recorded_jobs(store), job])
     return job

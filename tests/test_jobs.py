@@ -53,7 +53,8 @@ def test_runtime_env_carries_code_and_config_but_no_store_cache_venv_or_git(tmp_
     cfg = load(["cluster=ray", "tracking.enabled=false", f"storage.root={repo / 'shared_store'}"])
     env = jobs.runtime_env(cfg, repo)
     assert env["working_dir"] == str(repo)
-    assert "env_vars" not in env  # would show in `ray job list`: credentials come from the nodes
+    # env_vars show in `ray job list`: only the code version goes there (the copy has no .git), no credential
+    assert list(env["env_vars"]) == ["ORCHESTRATOR_CODE_VERSION"]
     assert "/shared_store" in env["excludes"]  # a store inside the repo is not uploaded
     packed = _package(repo, env["excludes"], tmp_path / "pkg.zip")
     assert packed == set(keep)
@@ -249,6 +250,9 @@ def test_submit_a_tiny_sweep_to_a_head_and_two_workers(tmp_path: Path, tiny_conf
         assert len(man["cells"]) == 2 and len(planned) == 6  # 2 sizes x 1 prompt; 12 examples in shards of 4
         assert store.done() == planned
         assert "shards: 6 done, 0 missing, 6 total; cells: 2 of 2 complete" in st.stdout
+        # the job's copy has no .git: the manifest keeps the submitter's commit all the same
+        submitted = jobs.recorded_jobs(store)[0]["code_version"]
+        assert man["code_version"] == submitted and "+" in submitted and "unknown" not in submitted
 
         stop = _cli(client_env, "stop", "sub", *overrides)
         assert stop.returncode == 0 and "already SUCCEEDED, nothing to stop" in stop.stdout, stop.stdout + stop.stderr
