@@ -476,7 +476,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     entry = jobs.entrypoint(args.overrides, config_dir)
     store = SweepStore(cfg.storage.root, cfg.sweep.name, cfg.storage.options)
     env = jobs.runtime_env(cfg)
-    job_id = _jobs_call(jobs.submit, address, entry, env, {"sweep": cfg.sweep.name})
+    job_id = _jobs_call(jobs.submit, address, entry, env, {"sweep": cfg.sweep.name}, quiet=not args.verbose)
     _jobs_call(jobs.record_job, store, job_id, address, entry, next(iter(env["env_vars"].values())))
     print(f"job: {job_id}\nsweep: {cfg.sweep.name}\naddress: {address} (from {where})\n"
           f"store: {redact_text(store.url)}\nfollow it with `orchestrator status {cfg.sweep.name}` (and the same "

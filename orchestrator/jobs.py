@@ -14,6 +14,7 @@ identity) provides them.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import threading
@@ -229,8 +230,15 @@ def _client(address: str):
 
 
 def submit(address: str, entry: str, env: dict[str, Any], metadata: dict[str, str],
-           timeout: float = 300.0) -> str:
-    """Submit the job (uploading the working_dir) and return its id without waiting for it to run."""
+           timeout: float = 300.0, quiet: bool = True) -> str:
+    """Submit the job (uploading the working_dir) and return its id without waiting for it to run.
+
+    quiet: drop Ray's packaging lines below ERROR ("Directory '.git' is now ignored...": what `excludes` drops).
+    """
+    import ray.job_submission  # noqa: F401  (configures Ray's loggers, which the next line then quiets)
+
+    if quiet:
+        logging.getLogger("ray").setLevel(logging.ERROR)
     return _bounded(lambda: _client(address).submit_job(entrypoint=entry, runtime_env=env, metadata=metadata),
                     timeout, "submit", address)
 
