@@ -256,8 +256,20 @@ def test_submit_a_tiny_sweep_to_a_head_and_two_workers(tmp_path: Path, tiny_conf
 
         stop = _cli(client_env, "stop", "sub", *overrides)
         assert stop.returncode == 0 and "already SUCCEEDED, nothing to stop" in stop.stdout, stop.stdout + stop.stderr
+
+        # a second sweep, stopped while it is pending or running
+        more = [*overrides, "sweep.name=sub2", "tasks.add_2.n=48"]
+        sub2 = _cli(client_env, "submit", *more)
+        assert sub2.returncode == 0, sub2.stdout + sub2.stderr
+        job2 = re.search(r"^job: (\S+)$", sub2.stdout, re.M).group(1)  # type: ignore[union-attr]
+        stop = _cli(client_env, "stop", "sub2", *more)
+        assert stop.returncode == 0 and f"job {job2}: stop requested" in stop.stdout, stop.stdout + stop.stderr
+        deadline = time.monotonic() + 60
+        while f"job {job2}: STOPPED" not in (st := _cli(client_env, "status", "sub2", *more)).stdout:
+            assert time.monotonic() < deadline, st.stdout
+            time.sleep(2)
         print(f"submit test: cluster up {t_up:.1f} s, submitted at {t_submit:.1f} s, "
-              f"job done at {time.monotonic() - t0:.1f} s")
+              f"both jobs checked at {time.monotonic() - t0:.1f} s")
     finally:
         with contextlib.suppress(Exception):
             _run(env, "stop", timeout=60)
