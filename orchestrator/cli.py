@@ -605,10 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(func=cmd_judge)
     address_help = ("Ray Jobs API, e.g. http://HEAD:8265; precedence: --address, cluster.dashboard, "
                     "(status/logs/stop) the address the job was submitted to, RAY_ADDRESS")
-    sb = with_overrides(sub.add_parser(
-        "submit", help="submit the sweep to a Ray cluster as a job (Ray Jobs API) and return; prints job and sweep "
-                       "ids. Needs cluster=ray and a store every node reaches (absolute path or s3:// / gs:// URL). "
-                       "Credentials come from the nodes' environment, never from the job: put none in overrides"))
+    submit_help = ("submit the sweep to a Ray cluster as a job (Ray Jobs API) and return; prints job and sweep "
+                   "ids. Needs cluster=ray and a store every node reaches (absolute path or s3:// / gs:// URL). "
+                   "Credentials come from the nodes' environment (AWS_*, MLFLOW_TRACKING_PASSWORD, HF_TOKEN, a "
+                   "profile or the cloud's identity), never from the job: an override carrying one is refused")
+    sb = with_overrides(sub.add_parser("submit", help=submit_help, description=submit_help))
     sb.add_argument("--address", default=None, help=address_help)
     sb.set_defaults(func=cmd_submit)
     for name, text, func in (
