@@ -141,6 +141,13 @@ def check_submittable(cfg: SweepConfig, overrides: list[str], repo: Path = REPO)
                 "deleted afterwards; use a server (tracking=server tracking.uri=http://HOST:5000), an absolute "
                 "file (tracking.uri=sqlite:////shared/mlflow.db) or tracking.enabled=false"
             )
+    out = cfg.sweep.output_dir
+    if not os.path.isabs(os.path.expanduser(out)) and "://" not in out:
+        raise JobsError(
+            f"sweep.output_dir={out!r} is relative: in a job it lands in Ray's per-job working folder, which Ray "
+            "deletes once the job's workers exit (the sweep then fails while writing its report); give an absolute "
+            "path (sweep.output_dir=/shared/outputs). The report, curves and cells.csv are also copied into the store"
+        )
     for o in overrides:
         if redact_text(o) != o:
             raise JobsError(

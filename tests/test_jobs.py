@@ -36,7 +36,8 @@ def _package(folder: Path, excludes: list[str], out: Path) -> set[str]:
 
 
 def _cfg(tmp_path: Path, *more: str):
-    return load(["tracking.enabled=false", f"storage.root={tmp_path / 'store'}", *more])
+    return load(["tracking.enabled=false", f"storage.root={tmp_path / 'store'}",
+                 f"sweep.output_dir={tmp_path / 'outputs'}", *more])
 
 
 def test_runtime_env_carries_code_and_config_but_no_store_cache_venv_or_git(tmp_path: Path) -> None:
@@ -98,6 +99,8 @@ def test_address_precedence() -> None:
     (["cluster=local"], "cluster.address=None.*add cluster=ray"),
     (["cluster=ray", "tracking.enabled=true", "tracking.uri=sqlite:///mlflow.db"], "tracking.uri=.*is relative"),
     (["cluster=ray", "tracking.enabled=true", "tracking.uri=mlruns"], "tracking.uri=.*is relative"),
+    # Ray deletes the job's working folder once its workers exit: the report would fail after every shard ran
+    (["cluster=ray", "sweep.output_dir=outputs"], "sweep.output_dir='outputs' is relative"),
     (["cluster=ray", "tracking.enabled=true", "tracking.uri=http://user:hunter2@mlflow:5000"], "carries a credential"),
 ])
 def test_unsubmittable_sweeps_are_refused(tmp_path: Path, more: list[str], message: str) -> None:
