@@ -139,22 +139,49 @@ def _pd_options():
 def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load(args)
     plan, tasks, store = _prepare(cfg)
+    from orchestrator.cost import assumption_for, device_kind, estimate, fmt_hours, measure
+
     done = store.done()
+    device = device_kind(cfg.backend.device, cfg.cluster.gpus_per_model)
+    cost = estimate(plan, tasks, assumption_for(device, cfg.backend.batch_size),
+                    measure(_measured_rows(plan, store, done), plan, device), max_length=cfg.backend.max_length)
+    hours = f"{device}-h"
     print(f"sweep {plan.sweep_id}  fingerprint {plan.fingerprint}  store {redact_text(store.url)}")
-    print(f"{'model':<16}{'params':>14}  {'task':<22}{'prompt':<14}{'examples':>9}{'shards':>8}{'done':>6}  cell")
-    for c in plan.cells:
+    print(f"{'model':<16}{'params':>14}  {'task':<22}{'prompt':<14}{'examples':>9}{'shards':>8}{'done':>6}"
+          f"{hours:>10}  {'basis':<9}cell")
+    for c, cc in zip(plan.cells, cost.cells, strict=True):
         shards = plan.shards_of(c.id)
         n_done = sum(s.id in done for s in shards)
         print(f"{c.model.name:<16}{c.model.params:>14,}  {c.task:<22}{c.prompt.name:<14}{c.n_examples:>9}"
-              f"{len(shards):>8}{n_done:>6}  {c.id}")
+              f"{len(shards):>8}{n_done:>6}{fmt_hours(cc.hours):>10}  {cc.basis:<9}{c.id}")
     total_done = sum(s.id in done for s in plan.shards)
     examples = sum(s.size for s in plan.shards)
     print(f"\n{len(plan.cells)} cells, {len(plan.shards)} shards ({total_done} done, "
           f"{len(plan.shards) - total_done} to run), {examples} examples")
+    print(f"estimated {fmt_hours(cost.total_hours)} {hours} in all, "
+          f"{fmt_hours(cost.remaining_seconds(plan, done) / 3600)} {hours} for the "
+          f"{len(plan.shards) - total_done} shards to run; an estimate: 2 x params x tokens, measured throughput "
+          f"for {cost.measured_cells} of {len(plan.cells)} cells, the rest assume {cost.assumption.note} "
+          "(orchestrator/cost.py)")
     if args.shards:
         for s in plan.shards:
             print(f"{s.id}  cell {s.cell_id}  examples [{s.start}, {s.stop})  {'done' if s.id in done else 'todo'}")
     return 0
+
+
+MEASURED_SHARDS = 4  # finished shards read per (model, style kind) to measure throughput: enough, and cheap
+
+
+def _measured_rows(plan, store, done: set[str]) -> list[dict]:
+    """Rows of a few finished shards of each (model, style kind), for `cost.measure` (the store read stays here)."""
+    from orchestrator.cost import style_kind
+
+    picked: dict[tuple[str, str], list[str]] = {}
+    for c in plan.cells:
+        group = picked.setdefault((c.model.name, style_kind(c.prompt.config)), [])
+        group.extend(s.id for s in plan.shards_of(c.id) if s.id in done)
+    ids = [sid for group in picked.values() for sid in group[:MEASURED_SHARDS]]
+    return store.read_shards(ids).to_dict("records") if ids else []
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
