@@ -3,10 +3,9 @@
 Given the plan's models and a described cluster (nodes with CPUs, GPUs, GPU
 memory and RAM), `place` returns one `Placement` per model, largest first:
 how many CPUs and GPUs its worker asks Ray for, how many GPUs of one node it
-would span (`gpus_per_replica`: what `device_map` for transformers or
-`tensor_parallel_size` for vLLM will need; no backend spreads a model yet, so
-`refuse_multi_gpu` stops such a sweep before any work), and how many replicas
-of it the cluster could hold at once. Ray schedules GPUs, not GPU memory: on nodes with GPUs
+would span (`gpus_per_replica`: the backend spreads the model over them, with
+accelerate's `device_map` for transformers or `tensor_parallel_size` for vLLM),
+and how many replicas of it the cluster could hold at once. Ray schedules GPUs, not GPU memory: on nodes with GPUs
 of different sizes a model asks for what the tightest node that fits needs.
 A model that fits nowhere raises `ConfigError` naming the
 model, what it needs and what the cluster has.
@@ -178,22 +177,6 @@ def place(models: Sequence[ModelSpec], cluster: Cluster, policy: Policy = Policy
 
 class _NoFit(Exception):
     pass
-
-
-def refuse_multi_gpu(placed: Sequence[Placement]) -> None:
-    """ConfigError for models that need several GPUs: no backend spreads one model over GPUs yet.
-
-    Placement computes k honestly; running such a model on one of its k GPUs
-    would run out of memory mid-sweep, so the sweep is refused before any work.
-    """
-    spanning = [p for p in placed if p.gpus_per_replica > 1]
-    if spanning:
-        raise ConfigError(
-            "; ".join(f"{p.model} needs {p.need_gb:.1f} GB ({p.dtype}): {p.gpus_per_replica} GPUs" for p in spanning)
-            + ". Spreading one model over several GPUs (device_map / vLLM tensor parallelism) is not supported yet, "
-            "and one GPU would run out of memory: use larger GPUs (cluster.gpu_memory_gb), a smaller dtype "
-            "(model.dtype=bfloat16), or leave these sizes out of model.sizes"
-        )
 
 
 def _use_gpu(cluster: Cluster, policy: Policy) -> bool:

@@ -383,3 +383,70 @@ def test_a_context_longer_than_the_model_positions_is_refused_at_load(model_dir)
     with pytest.raises(BackendError, match=rf"backend.max_length={N_POSITIONS + 1} exceeds the {N_POSITIONS} "):
         _load(model_dir, max_length=N_POSITIONS + 1)
     assert _load(model_dir, max_length=N_POSITIONS).max_length == N_POSITIONS
+
+
+# --- one model over several GPUs (accelerate's device_map) ----------------------------------------------------
+
+
+def test_hf_load_kwargs_spreads_k_gpus_only_on_cuda():
+    from orchestrator.backends.hf import gpu_weight_budget, hf_load_kwargs
+    from orchestrator.placement import GB
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    eight = [24 * GB] * 8
+    for device, gpus in ((cpu, 0), (cpu, 4), (cuda, 0), (cuda, 1)):  # as before: the dtype, then .to(device)
+        assert hf_load_kwargs(device, torch.bfloat16, gpus, eight) == {"dtype": torch.bfloat16}
+    kw = hf_load_kwargs(cuda, torch.float32, 3, eight)
+    assert kw["dtype"] is torch.float32 and kw["device_map"] == "auto"
+    assert list(kw["max_memory"]) == [0, 1, 2]  # exactly the worker's GPUs, no "cpu": never offloaded to RAM
+    assert kw["max_memory"][0] == gpu_weight_budget(24 * GB) == int(23 * GB / 1.2)
+    with pytest.raises(BackendError, match="placed on 3 GPUs but this worker sees 2"):
+        hf_load_kwargs(cuda, "auto", 3, [80 * GB] * 2)
+
+
+def test_hf_gpu_budget_holds_the_weights_exactly_when_placement_gives_k_gpus():
+    """Placement's k for Pythia 12B (fp32, 24 GB GPUs) holds its weights under hf's budget; k - 1 would not."""
+    from orchestrator.backends.hf import hf_load_kwargs
+    from orchestrator.placement import GB, Cluster, Node, Policy, place, weights_bytes
+    from orchestrator.plan import ModelSpec
+
+    params = 11_846_072_320
+    m = ModelSpec(family="pythia", name="12b", path="p", revision="main", params=params, dtype="float32")
+    (p,) = place([m], Cluster((Node("n", 64, 8, 24 * GB, 512 * GB),)), Policy(gpus_per_model=None))
+    k = p.gpus_per_replica
+    assert k == 3
+    budget = hf_load_kwargs(torch.device("cuda"), torch.float32, k, [24 * GB] * 8)["max_memory"]
+    fewer = hf_load_kwargs(torch.device("cuda"), torch.float32, k - 1, [24 * GB] * 8)["max_memory"]
+    assert sum(budget.values()) >= weights_bytes(params, "float32") > sum(fewer.values())
+
+
+def _load_on(path, gpus: int, **cfg) -> Backend:
+    return load_backend(ModelSize(path=str(path), params=1), ModelFamily(family="tiny"),
+                        BackendConfig(batch_size=3, **cfg), threads=1, gpus=gpus)
+
+
+def test_several_gpus_without_accelerate_is_refused_naming_the_fix(monkeypatch, model_dir):
+    monkeypatch.setattr(hf_module, "_has_accelerate", lambda: False)
+    with pytest.raises(BackendError, match=r"placed on 2 GPUs.*pip install accelerate"):
+        _load_on(model_dir, 2, device="cuda")
+    # on CPU, or on one GPU, accelerate is not needed and loading is as before
+    b = _load_on(model_dir, 2, device="cpu")
+    assert b.device.type == "cpu" and b.generate(["1+1="], 3) == _load(model_dir).generate(["1+1="], 3)
+
+
+def test_several_gpus_that_the_worker_cannot_see_are_refused(monkeypatch, model_dir):
+    monkeypatch.setattr(hf_module, "_has_accelerate", lambda: True)
+    monkeypatch.setattr(hf_module, "_visible_gpu_bytes", lambda: [])
+    with pytest.raises(BackendError, match="placed on 4 GPUs but this worker sees 0"):
+        _load_on(model_dir, 4, device="cuda")
+
+
+def test_a_device_map_that_spills_to_cpu_or_disk_is_refused():
+    """transformers quietly offloads what does not fit to disk (read from the safetensors): slow, so refused."""
+    from types import SimpleNamespace
+
+    hf_module._check_on_gpus(SimpleNamespace(hf_device_map={"a": 0, "b": 1, "c": 2}, name_or_path="m"), 3)
+    for spill in ("cpu", "disk"):
+        model = SimpleNamespace(hf_device_map={"a": 0, "b": 1, "lm_head": spill}, name_or_path="m")
+        with pytest.raises(BackendError, match=rf"does not fit on its 2 GPUs.*\['{spill}'\].*memory_gb"):
+            hf_module._check_on_gpus(model, 2)

@@ -21,7 +21,6 @@ from orchestrator.placement import (
     cluster_from_ray,
     memory_need,
     place,
-    refuse_multi_gpu,
     weights_bytes,
 )
 from orchestrator.plan import ModelSpec
@@ -71,10 +70,37 @@ def test_70b_spans_several_gpus_of_one_node():
     # 70e9 x 2 B = 130.4 GB x 1.2 = 156.5 GB; each GPU holds 80 - 1 GB of it -> 2 GPUs
     assert p.num_gpus == 2 and p.gpus_per_replica == 2
     assert p.replicas == 8  # 4 per 8-GPU node, 2 nodes
-    # ... but no backend spreads one model over GPUs yet: the sweep is refused before any work, not OOM mid-run
-    with pytest.raises(ConfigError, match=r"llama-70b needs 157\.\d GB .*2 GPUs.*not supported yet"):
-        refuse_multi_gpu([p])
-    refuse_multi_gpu(place([spec("pythia-12b", 11_846_072_320)], dgx(), Policy(gpus_per_model=None)))  # one GPU: fine
+
+
+def test_pythia_12b_fp32_on_8x24gb_spans_3_gpus_transformers_4_vllm():
+    """12b in fp32: 44.1 GB of weights x 1.2 = 53.0 GB over 23 GB per GPU (24 - 1 GB overhead) = 2.3 -> 3 GPUs."""
+    models = pythia("float32")
+    hf = {p.model: p for p in place(models, dgx(gpus=8, gpu_gb=24), Policy(gpus_per_model=None))}
+    p12 = hf["12b"]
+    assert (p12.num_gpus, p12.gpus_per_replica, p12.replicas) == (3.0, 3, 2)  # 8 // 3 = 2 per node
+    assert round(p12.need_gb, 1) == 54.0
+    # the smaller ones still share a GPU; 6.9b in fp32 (31.7 GB) needs 2 GPUs of 24 GB
+    assert hf["6.9b"].gpus_per_replica == 2 and hf["6.9b"].num_gpus == 2
+    assert all(0 < hf[m].num_gpus < 1 and hf[m].gpus_per_replica == 1 for m in ("70m", "160m", "410m", "1b", "1.4b"))
+    vl = {p.model: p for p in place(models, dgx(gpus=8, gpu_gb=24), Policy(gpus_per_model=None, backend="vllm"))}
+    assert (vl["12b"].num_gpus, vl["12b"].gpus_per_replica, vl["12b"].replicas) == (4.0, 4, 2)
+    # two such nodes: twice the replicas, each replica on the GPUs of one node
+    two = {p.model: p for p in place(models, dgx(nodes=2, gpus=8, gpu_gb=24), Policy(gpus_per_model=None))}
+    assert (two["12b"].gpus_per_replica, two["12b"].replicas) == (3, 4)
+
+
+def test_a_model_needing_more_gpus_than_any_node_is_refused_though_the_cluster_has_enough():
+    """100B in bf16 needs 10 GPUs of 24 GB; the cluster has 12 but no node more than 8: refused before any work."""
+    cluster = Cluster((Node("small", 32, 4, 24 * GB, 256 * GB), Node("big", 64, 8, 24 * GB, 512 * GB)))
+    with pytest.raises(ConfigError) as e:
+        place([spec("pythia-70m", 70_426_624), spec("big-100b", 100_000_000_000)], cluster,
+              Policy(gpus_per_model=None))
+    msg = str(e.value)
+    assert "big-100b" in msg and "pythia-70m" not in msg.split("The cluster")[0]
+    assert f"{100e9 * 2 * 1.2 / GB + 1:.1f} GB" in msg  # 224.5 GB
+    assert "10 GPUs of 24.0 GB on one node" in msg  # 223.5 / 23 -> 10
+    assert "largest GPU node 'big' has 8 GPUs x 24.0 GB" in msg
+    assert "12 GPUs in all" in msg
 
 
 def test_vllm_tensor_parallel_is_a_power_of_two():

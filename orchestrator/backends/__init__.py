@@ -12,12 +12,21 @@ from orchestrator.config import BackendConfig, ModelFamily, ModelSize
 __all__ = ["Backend", "BackendError", "load_backend"]
 
 
-def load_backend(size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None) -> Backend:
-    """Load one model of `family` with the backend `cfg.name` ("transformers" or "vllm")."""
+def load_backend(size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None,
+                 gpus: int = 0, gpu_share: float | None = None) -> Backend:
+    """Load one model of `family` with the backend `cfg.name` ("transformers" or "vllm").
+
+    gpus: the GPUs the worker was given for this model (`Placement.gpus_per_replica`):
+    0 for a CPU placement, 1 for one GPU or a share of one, k > 1 to spread the
+    model over k GPUs of one node (transformers: accelerate's device_map; vLLM:
+    tensor parallelism). gpu_share: `Placement.num_gpus` when it is a fraction of
+    one GPU; vLLM then claims only that share of the GPU's memory (it would take
+    90% by default); transformers allocates what it uses and ignores it.
+    """
     if cfg.name == "transformers":
         from orchestrator.backends.hf import TransformersBackend
 
-        return TransformersBackend(size, family, cfg, threads=threads)
+        return TransformersBackend(size, family, cfg, threads=threads, gpus=gpus)
     if cfg.name == "vllm":
         try:
             import vllm  # noqa: F401
@@ -29,5 +38,5 @@ def load_backend(size: ModelSize, family: ModelFamily, cfg: BackendConfig, threa
             ) from e
         from orchestrator.backends.vllm_backend import VLLMBackend
 
-        return VLLMBackend(size, family, cfg, threads=threads)
+        return VLLMBackend(size, family, cfg, threads=threads, gpus=gpus, gpu_share=gpu_share)
     raise BackendError(f"backend.name={cfg.name!r} is unknown; use transformers or vllm")

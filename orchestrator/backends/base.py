@@ -188,6 +188,39 @@ def pair_token_ids(
     return ctx, encode_continuation(continuation)
 
 
+def fit_for_scoring(ctx: list[int], cont: list[int], window: int) -> tuple[list[int], bool] | None:
+    """The last `window` ids of context + continuation and whether the context lost tokens; None if it cannot fit.
+
+    The model scores every token of the window but the first (it has nothing to
+    be predicted from), so a continuation fits when it has at most `window - 1`
+    tokens. What `window` is depends on the engine, not on this rule:
+    transformers reads `max_length` tokens and scores the next one (window =
+    max_length + 1); vLLM must also generate a token after its prompt (window =
+    max_length - 1). An unscorable continuation is recorded NaN (`unscorable_scored`).
+    """
+    if len(cont) > window - 1:
+        return None
+    seq = ctx + cont
+    return seq[-window:], len(seq) > window
+
+
+def merge_eos_ids(generation_eos: int | Iterable[int] | None, tokenizer_eos: int | None,
+                  vocab_size: int | None) -> list[int]:
+    """End-of-sequence ids: the generation config's (chat models list several) and the tokenizer's, in the vocab.
+
+    Both backends end a generation at the same ids; ids past the output
+    vocabulary (some configs name ids the head cannot produce) are dropped.
+    """
+    ids: set[int] = set()
+    if isinstance(generation_eos, int):
+        ids.add(generation_eos)
+    elif generation_eos is not None:
+        ids.update(int(i) for i in generation_eos)
+    if tokenizer_eos is not None:
+        ids.add(int(tokenizer_eos))
+    return sorted(i for i in ids if i >= 0 and (vocab_size is None or i < vocab_size))
+
+
 # --- chat ------------------------------------------------------------------------------------------------------
 
 

@@ -1,14 +1,20 @@
-"""The transformers backend: any causal LM on the Hub or on disk, on CPU or one GPU.
+"""The transformers backend: any causal LM on the Hub or on disk, on CPU, one GPU, or spread over k GPUs.
 
 Loading is locked down: weights only from safetensors (a pickle checkpoint can
 run code when loaded) and no remote code unless the family's config asks for
 it. Generation is batched greedy decoding with left padding; scoring is one
 forward pass per batch over context + continuation ids.
+
+A model placed on k > 1 GPUs (`orchestrator.placement`: Ray gives its worker k
+GPUs of one node) is loaded with accelerate's `device_map="auto"`, layers
+spread over exactly those GPUs (`hf_load_kwargs`); inputs go to the GPU that
+holds the embeddings.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import inspect
 import logging
 import os
@@ -29,11 +35,14 @@ from orchestrator.backends.base import (
     TokenizerMixin,
     empty_scored,
     finish_generation,
+    fit_for_scoring,
+    merge_eos_ids,
     pair_token_ids,
     truncate_prompt,
     unscorable_scored,
 )
 from orchestrator.config import BackendConfig, ModelFamily, ModelSize
+from orchestrator.placement import HEADROOM, OVERHEAD_BYTES
 from orchestrator.record import Generation, Scored
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,57 @@ def resolve_dtype(name: str) -> torch.dtype | str:
     return dtype
 
 
+def gpu_weight_budget(gpu_bytes: int) -> int:
+    """Bytes of weights one GPU may hold: placement's rule turned around (need = weights x 1.2 + 1 GB per GPU).
+
+    The rest of the GPU is left for the KV cache, activations and the CUDA
+    context, so a model placement sized onto k GPUs fits on them.
+    """
+    return max(0, int((gpu_bytes - OVERHEAD_BYTES) / (1 + HEADROOM)))
+
+
+def hf_load_kwargs(device: torch.device, dtype: torch.dtype | str, gpus: int, gpu_bytes: Sequence[int]) -> dict:
+    """`from_pretrained` keyword arguments for where the model goes. Pure: `gpu_bytes` is each visible GPU's memory.
+
+    gpus <= 1, or a CPU device: only the dtype (the model is moved to the
+    device whole, as before). gpus = k > 1 on CUDA: accelerate's
+    `device_map="auto"` with a `max_memory` for GPUs 0..k-1 only (Ray's
+    CUDA_VISIBLE_DEVICES makes the worker's k GPUs 0..k-1), so the layers spread
+    over exactly those; no "cpu" entry, so a model too big for them fails to load
+    instead of running from CPU memory.
+    """
+    kwargs: dict = {"dtype": dtype}
+    if gpus <= 1 or device.type != "cuda":
+        return kwargs
+    if len(gpu_bytes) < gpus:
+        raise BackendError(
+            f"the model was placed on {gpus} GPUs but this worker sees {len(gpu_bytes)} "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); the worker must be started "
+            f"with num_gpus={gpus} (orchestrator.placement)"
+        )
+    kwargs["device_map"] = "auto"
+    kwargs["max_memory"] = {i: gpu_weight_budget(gpu_bytes[i]) for i in range(gpus)}
+    return kwargs
+
+
+def _has_accelerate() -> bool:
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def _require_accelerate(gpus: int) -> None:
+    if not _has_accelerate():
+        raise BackendError(
+            f"this model is placed on {gpus} GPUs, and spreading one model over GPUs needs accelerate, which is not "
+            "installed: `pip install accelerate` (or `pip install 'orchestrator[gpu]'`) on every GPU worker"
+        )
+
+
+def _visible_gpu_bytes() -> list[int]:
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())]
+
+
 def _require_safetensors(path: str) -> None:
     """Refuse a local checkpoint without safetensors weights before transformers looks for a pickle."""
     if os.path.isdir(path) and not any(
@@ -71,6 +131,16 @@ def _no_safetensors(path: str) -> str:
         "`AutoModelForCausalLM.from_pretrained(path).save_pretrained(path, safe_serialization=True)` in a trusted "
         "environment, or pick a revision that ships safetensors."
     )
+
+
+def _check_on_gpus(model, gpus: int) -> None:
+    """Refuse a device map that put layers on CPU or disk: that would run, orders of magnitude slower."""
+    off = sorted({str(d) for d in (getattr(model, "hf_device_map", None) or {}).values()} & {"cpu", "disk", "meta"})
+    if off:
+        raise BackendError(
+            f"{model.name_or_path!r} does not fit on its {gpus} GPUs: accelerate placed layers on {off}. Declare its "
+            "real need (model.catalog.<size>.memory_gb) so placement gives it more GPUs, or use a smaller dtype"
+        )
 
 
 class _StopOnStrings(StoppingCriteria):
@@ -98,7 +168,8 @@ class TransformersBackend(TokenizerMixin):
 
     name = "transformers"
 
-    def __init__(self, size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None):
+    def __init__(self, size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None,
+                 gpus: int = 0):
         if threads:
             torch.set_num_threads(threads)
         path = os.path.expanduser(size.path)
@@ -106,6 +177,10 @@ class TransformersBackend(TokenizerMixin):
         _require_safetensors(path)
         self.batch_size = cfg.batch_size
         self.device = resolve_device(cfg.device)
+        spread = gpus > 1 and self.device.type == "cuda"
+        if spread:
+            _require_accelerate(gpus)
+        place = hf_load_kwargs(self.device, resolve_dtype(family.dtype), gpus, _visible_gpu_bytes() if spread else [])
         self.tokenizer = AutoTokenizer.from_pretrained(
             tok_path, revision=size.revision, trust_remote_code=family.trust_remote_code
         )
@@ -113,15 +188,20 @@ class TransformersBackend(TokenizerMixin):
             model = AutoModelForCausalLM.from_pretrained(
                 path,
                 revision=size.revision,
-                dtype=resolve_dtype(family.dtype),
                 trust_remote_code=family.trust_remote_code,
                 use_safetensors=True,
+                **place,
             )
         except OSError as e:  # a hub repo without safetensors
             if "safetensors" in str(e):
                 raise BackendError(_no_safetensors(path)) from e
             raise
-        self.model = model.to(self.device).eval()
+        if "device_map" in place:
+            _check_on_gpus(model, gpus)
+            self.device = model.get_input_embeddings().weight.device  # inputs go where the embeddings are
+            self.model = model.eval()
+        else:
+            self.model = model.to(self.device).eval()
         tok = self.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         if self.pad_id is None:
@@ -136,14 +216,9 @@ class TransformersBackend(TokenizerMixin):
 
     def _eos_ids(self) -> list[int]:
         """End-of-sequence ids: the model's generation config's (chat models list several) and the tokenizer's."""
-        ids: set[int] = set()
-        eos = self.model.generation_config.eos_token_id
-        ids.update([eos] if isinstance(eos, int) else (eos or []))
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
         head = self.model.get_output_embeddings()
-        vocab = head.weight.shape[0] if head is not None else float("inf")
-        return sorted(i for i in ids if 0 <= i < vocab)
+        vocab = head.weight.shape[0] if head is not None else None
+        return merge_eos_ids(self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id, vocab)
 
     def _max_length(self, configured: int | None) -> int:
         """backend.max_length, or the model's own; never more than the positions the model declares.
@@ -235,18 +310,19 @@ class TransformersBackend(TokenizerMixin):
         cut: set[int] = set()
         for n, (context, continuation) in enumerate(pairs):
             ctx, cont = pair_token_ids(context, continuation, self.encode, self.tokenize, self.start_id)
-            if len(cont) > self.max_length:
+            # the model reads max_length tokens and scores the one after each: a window of max_length + 1
+            fit = fit_for_scoring(ctx, cont, self.max_length + 1)
+            if fit is None:
                 # the model cannot score it at all: the record says so (NaN) instead of failing the shard
                 log.warning("a continuation of %d tokens does not fit the context length %d: scored NaN",
                             len(cont), self.max_length)
                 unscorable.add(n)
                 items.append(([], []))
                 continue
-            # the model reads all but the last token; truncate from the left to the context length
-            if len(ctx) + len(cont) > self.max_length + 1:
+            seq, was_cut = fit
+            if was_cut:
                 cut.add(n)
-            inp = (ctx + cont)[-(self.max_length + 1) :][:-1]
-            items.append((inp, cont))
+            items.append((seq[:-1], cont))
         out: list[Scored | None] = [None] * len(pairs)
         for n in unscorable:
             out[n] = unscorable_scored()
