@@ -112,6 +112,8 @@ class ClusterConfig:
     gpu_memory_gb: Optional[float] = None  # GB per GPU where Ray cannot tell (it reports GPUs, not their memory)
     torch_threads: Optional[int] = None  # per worker; defaults to cpus_per_model
     max_retries: int = 1
+    replicas: Optional[int] = None  # replicas per model at most; null: as many as placement fits at once
+    window: int = 2  # shards in flight per replica (one running, the next queued so the device never idles)
 
 
 @dataclass
@@ -127,6 +129,8 @@ class TrackingConfig:
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
     experiment: Optional[str] = None  # defaults to the sweep name
+    live: bool = True  # update MLflow while shards land (cell runs, progress); false: only when the sweep ends
+    live_interval: float = 5.0  # seconds between live updates (a cell's run is scored when its last shard lands)
 
 
 @dataclass
@@ -294,6 +298,11 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
         raise ConfigError(f"backend.batch_size={sc.backend.batch_size} must be >= 1")
     if sc.cluster.cpus_per_model <= 0:
         raise ConfigError(f"cluster.cpus_per_model={sc.cluster.cpus_per_model} must be > 0")
+    if sc.cluster.window < 1:
+        raise ConfigError(f"cluster.window={sc.cluster.window} must be >= 1 (shards in flight per replica; 2 keeps "
+                          "the device busy while the driver hands out the next)")
+    if sc.cluster.replicas is not None and sc.cluster.replicas < 1:
+        raise ConfigError(f"cluster.replicas={sc.cluster.replicas} must be >= 1, or null (as many as fit)")
     _check_x(sc)
     _check_storage(sc)
     return sc

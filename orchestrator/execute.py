@@ -1,17 +1,17 @@
-"""Execution on Ray: model-affine workers, scheduling and progress. The only module that imports ray.
+"""Execution on Ray: model replicas, a bounded work queue, progress. The only module that imports ray.
 
-One actor per model size loads its weights once and runs every shard of that
-model, across tasks and prompt styles, in order. Each actor asks Ray for what
-orchestrator.placement decided from the model's memory need and the live
-cluster (largest model first; a share of a GPU, k GPUs of one node, or CPUs
-only), so a 2-core machine runs two small models at a time, a GPU cluster
-packs small models onto shared GPUs, and a sweep that fits nowhere stops
-before anything runs.
+Each model gets as many replicas (Ray actors) as orchestrator.placement says
+fit at once (cluster.replicas caps it), largest model first: a share of a GPU,
+k GPUs of one node, or CPUs only; a sweep that fits nowhere stops before
+anything runs. A replica makes sure its model is on its own node (a zoo member
+is built there if missing; hub ids resolve there), loads it once, then pulls
+the model's shards from a queue, at most cluster.window in flight per replica,
+so the driver waits on a bounded set whatever the number of shards.
+The replica writes each finished shard to the store itself and returns only
+its id, row count and checksum (ShardOutcome): results never travel through
+the driver, and a driver stop loses no finished shard.
 Each shard's rows say where they ran (record.Provenance: Ray node, device,
-actor, load and shard seconds); that is output only and enters no shard id.
-The driver writes each finished shard to the store the moment it arrives:
-the store, not Ray's object store, holds results, so a crash loses at most the
-shards in flight.
+replica, GPUs held, load and shard seconds); that is output only and enters no shard id.
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import ray
 from tqdm.auto import tqdm
 
 from orchestrator.config import SweepConfig
-from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config, refuse_multi_gpu
+from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config
 from orchestrator.plan import Cell, ModelSpec, Plan, Shard
 from orchestrator.tasks.task import Task
 
@@ -43,29 +46,117 @@ class ExecutionReport:
     failed: dict[str, str] = field(default_factory=dict)  # shard id -> error
     examples: int = 0
     seconds: float = 0.0
+    replicas: dict[str, int] = field(default_factory=dict)  # model -> replicas started
 
     @property
     def examples_per_second(self) -> float:
         return self.examples / self.seconds if self.seconds > 0 else 0.0
 
 
-class ModelWorker:
-    """Holds one loaded model and runs shards on it."""
+@dataclass(frozen=True)
+class StoreSpec:
+    """Where a replica writes its shards: the store root, the sweep and the filesystem options."""
 
-    def __init__(self, model: ModelSpec, backend_cfg, threads: int | None):
+    root: str
+    sweep_id: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What a replica returns for a finished shard; its rows are already in the store."""
+
+    shard_id: str
+    rows: int
+    checksum: str  # sha256 of the stored parquet file
+    node: str
+    host: str
+    worker: str
+    shard_seconds: float
+    gpus: float
+    records: list[dict] | None = None  # the rows themselves, only when the driver writes (a memory:// store)
+
+    @property
+    def gpu_seconds(self) -> float:
+        return self.shard_seconds * self.gpus
+
+
+class ModelUnavailable(RuntimeError):
+    """A replica could not get or load its model on its node (the message names both)."""
+
+
+def obtain_model(model: ModelSpec, build: str | None, host: str) -> None:
+    """Make sure `model` is where this node can load it: build a missing zoo member here, once per node.
+
+    A local path that does not exist (and is not a zoo member to build) fails with a message naming the model
+    and the node, instead of transformers' hub error about repo ids. Hub ids resolve where the model loads.
+    """
+    path = Path(os.path.expanduser(model.path))
+    if (path / "config.json").exists():
+        return
+    if build == "zoo":
+        from filelock import FileLock
+
+        from orchestrator.zoo import build as build_zoo
+        from orchestrator.zoo import known_names
+
+        if path.name not in known_names():
+            raise ModelUnavailable(f"model {model.name}: {path} is not built on node {host}, and {path.name!r} is "
+                                   f"not a zoo member ({', '.join(known_names())})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path.parent / f".{path.name}.build.lock")):  # replicas on one node build it once
+            if not (path / "config.json").exists():
+                log.warning("zoo: building %s on node %s (not built there yet)", path.name, host)
+                build_zoo(out_dir=path.parent, names=[path.name], progress=False)
+        return
+    # hub ids are "name" or "org/name"; anything rooted, relative or deeper is a folder
+    looks_local = model.path.startswith(("/", "~", ".")) or model.path.count("/") >= 2
+    if looks_local:
+        raise ModelUnavailable(
+            f"model {model.name}: {model.path} does not exist on node {host}; put the model on every node (a "
+            "shared filesystem, or a hub id the nodes can download), or build the zoo there (model.build=zoo)"
+        )
+
+
+class ModelWorker:
+    """One replica: holds one loaded model and runs shards on it, writing each to the store."""
+
+    def __init__(self, model: ModelSpec, backend_cfg, threads: int | None, store: StoreSpec | None = None,
+                 build: str | None = None, gpus: float = 0.0):
         from orchestrator.backends import load_backend
         from orchestrator.config import ModelFamily, ModelSize
 
         self.model = model
+        self.gpus = float(gpus)
+        self.where = where_am_i(None)
         t0 = time.perf_counter()
-        size = ModelSize(path=model.path, params=model.params, revision=model.revision, tokenizer=model.tokenizer)
-        family = ModelFamily(family=model.family, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
-        self.backend = load_backend(size, family, backend_cfg, threads=threads)
+        try:
+            obtain_model(model, build, self.where["host"])
+            size = ModelSize(path=model.path, params=model.params, revision=model.revision,
+                             tokenizer=model.tokenizer)
+            family = ModelFamily(family=model.family, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+            whole = int(self.gpus) if self.gpus >= 1 else (1 if self.gpus > 0 else 0)  # placement's k, or one shared
+            self.backend = load_backend(size, family, backend_cfg, threads=threads, gpus=whole,
+                                        gpu_share=self.gpus if 0 < self.gpus < 1 else None)
+        except ModelUnavailable:
+            raise
+        except Exception as e:
+            raise ModelUnavailable(f"model {model.name} ({model.path}@{model.revision}) could not be loaded on node "
+                                   f"{self.where['host']}: {type(e).__name__}: {_first_line(e)}") from e
         self.load_seconds = time.perf_counter() - t0
         self.where = where_am_i(self.backend)
+        self.store = None
+        if store is not None:
+            from orchestrator.store import SweepStore
 
-    def run(self, task: Task, cell: Cell, shard: Shard) -> tuple[str, list[dict], float]:
-        """The shard's rows, each with its Provenance (node, device, replica, load and shard seconds)."""
+            self.store = SweepStore(store.root, store.sweep_id, store.options)
+
+    def ready(self) -> dict[str, str]:
+        """Where this replica runs; returns once the model is loaded."""
+        return dict(self.where)
+
+    def rows(self, task: Task, cell: Cell, shard: Shard) -> list[dict]:
+        """The shard's rows, each with its Provenance (node, device, replica, GPUs, load and shard seconds)."""
         from dataclasses import asdict
 
         from orchestrator.inference import run_shard
@@ -74,8 +165,20 @@ class ModelWorker:
         t0 = time.perf_counter()
         rows = run_shard(self.backend, task, cell, shard)
         seconds = time.perf_counter() - t0
-        prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds))
-        return shard.id, [{**r, **prov} for r in rows], seconds
+        prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds, gpus=self.gpus))
+        return [{**r, **prov} for r in rows]
+
+    def run(self, task: Task, cell: Cell, shard: Shard) -> ShardOutcome:
+        """Run the shard and write it to the store; only the outcome goes back to the driver.
+
+        A replica made without a store (the store lives in the driver's memory) returns the rows instead.
+        """
+        rows = self.rows(task, cell, shard)
+        seconds = float(rows[0]["shard_seconds"]) if rows else 0.0
+        where = (self.where["node"], self.where["host"], self.where["worker"], seconds, self.gpus)
+        if self.store is None:
+            return ShardOutcome(shard.id, len(rows), "", *where, records=rows)
+        return ShardOutcome(shard.id, len(rows), self.store.write_shard(shard.id, rows), *where)
 
     def node(self) -> str:
         return ray.util.get_node_ip_address()
@@ -166,7 +269,6 @@ def placements(models: list[ModelSpec], cfg: SweepConfig) -> list[Placement]:
     """Each model's Ray request on the live cluster, largest first (orchestrator.placement); ConfigError if any
     model fits nowhere, before anything runs."""
     placed = place(models, describe_cluster(cfg), policy_from_config(cfg))
-    refuse_multi_gpu(placed)
     for p in placed:
         log.info("placement: %s needs %.1f GB (%s) -> %g CPUs, %g GPUs (%d per replica), up to %d at once",
                  p.model, p.need_gb, p.dtype, p.num_cpus, p.num_gpus, p.gpus_per_replica, p.replicas)
@@ -178,66 +280,136 @@ def execute(
     tasks: dict[str, Task],
     cfg: SweepConfig,
     done: set[str],
-    on_shard: Callable[[Shard, list[dict]], None],
+    store: StoreSpec | None,
+    on_shard: Callable[[Shard, ShardOutcome], None] = lambda shard, outcome: None,
+    on_failure: Callable[[Shard, str], None] = lambda shard, error: None,
     progress: bool = True,
 ) -> ExecutionReport:
-    """Run every shard of `plan` not in `done`; call `on_shard` (the store write) as each finishes."""
+    """Run every shard of `plan` not in `done` on model replicas that write to `store`.
+
+    With `store` None the replicas return each shard's rows (ShardOutcome.records) for `on_shard` to write:
+    for a store only the driver can reach (memory://). `on_shard` is called on the driver as each shard
+    lands (the store write then, live tracking, progress), `on_failure` for each shard that failed; a failed
+    shard is reported and the others go on.
+    """
     report = ExecutionReport(total=len(plan.shards))
-    pending = {m: [s for s in shards if s.id not in done] for m, shards in plan.shards_by_model().items()}
-    report.skipped = report.total - sum(len(v) for v in pending.values())
-    todo = sum(len(v) for v in pending.values())
+    queues = {m: deque(s for s in shards if s.id not in done) for m, shards in plan.shards_by_model().items()}
+    report.skipped = report.total - sum(len(q) for q in queues.values())
+    todo = sum(len(q) for q in queues.values())
     if todo == 0:
         return report
     init_ray(cfg)
-    placed = {p.model: p for p in placements([m for m in plan.models if pending[m.name]], cfg)}
-    worker_cls = ray.remote(ModelWorker)
-    task_refs = {name: ray.put(t) for name, t in tasks.items()}
+    placed = placements([m for m in plan.models if queues[m.name]], cfg)
     models = {m.name: m for m in plan.models}
-    futures: dict = {}
-    actors: dict[str, object] = {}
-    left: dict[str, int] = {}
-    for name, p in placed.items():  # largest model first
-        shards = pending[name]
+    task_refs = {name: ray.put(t) for name, t in tasks.items()}
+    cells = {c.id: c for c in plan.cells}
+    window = max(1, int(cfg.cluster.window))
+    worker_cls = ray.remote(ModelWorker)
+
+    replicas: dict[Any, str] = {}  # actor -> model
+    loading: dict[str, int] = {}  # model -> replicas not yet ready
+    busy: dict[Any, int] = {}  # ready actor -> shards in flight
+    inflight: dict[Any, tuple[str, Any, Shard | None]] = {}  # ref -> ("ready" | "shard", actor, shard)
+    for p in placed:  # largest model first: Ray grants its replicas first
+        n = min(p.replicas, len(queues[p.model]), cfg.cluster.replicas or p.replicas)
         threads = cfg.cluster.torch_threads or max(1, int(p.num_cpus))
-        actor = worker_cls.options(
-            num_cpus=p.num_cpus,
-            num_gpus=p.num_gpus,
-            max_restarts=cfg.cluster.max_retries,
-            max_task_retries=cfg.cluster.max_retries,
-        ).remote(models[name], cfg.backend, threads)
-        actors[name] = actor
-        left[name] = len(shards)
-        for s in shards:
-            cell = plan.cell(s.cell_id)
-            futures[actor.run.remote(task_refs[cell.task], cell, s)] = (name, s)
+        for _ in range(max(1, n)):
+            actor = worker_cls.options(
+                num_cpus=p.num_cpus, num_gpus=p.num_gpus,
+                max_restarts=cfg.cluster.max_retries, max_task_retries=cfg.cluster.max_retries,
+            ).remote(models[p.model], cfg.backend, threads, store, cfg.model.build, p.num_gpus)
+            replicas[actor] = p.model
+            inflight[actor.ready.remote()] = ("ready", actor, None)
+        loading[p.model] = max(1, n)
+        report.replicas[p.model] = max(1, n)
+
+    def feed(actor: Any) -> None:
+        """Give a ready replica shards of its model up to the window; retire it when there are none left."""
+        queue = queues[replicas[actor]]
+        while queue and busy[actor] < window:
+            shard = queue.popleft()
+            cell = cells[shard.cell_id]
+            inflight[actor.run.remote(task_refs[cell.task], cell, shard)] = ("shard", actor, shard)
+            busy[actor] += 1
+        if busy[actor] == 0:
+            retire(actor)
+
+    def retire(actor: Any) -> None:
+        busy.pop(actor, None)
+        name = replicas.pop(actor)
+        ray.kill(actor)
+        if not queues[name]:  # replicas still loading for a model with no work left: free their resources
+            for ref, (kind, other, _) in list(inflight.items()):
+                if kind == "ready" and replicas.get(other) == name:
+                    inflight.pop(ref)
+                    replicas.pop(other)
+                    ray.kill(other)
+
+    def fail(shard: Shard, error: str) -> None:
+        report.failed[shard.id] = error
+        log.error("shard %s (%s) failed: %s", shard.id, cells[shard.cell_id].label, error)
+        on_failure(shard, error)
+        bar.update(1)
 
     t0 = time.perf_counter()
     bar = tqdm(total=todo, desc=f"sweep {plan.sweep_id}", unit="shard", disable=not progress, dynamic_ncols=True)
     try:
-        while futures:
-            ready, _ = ray.wait(list(futures), num_returns=1)
-            ref = ready[0]
-            name, shard = futures.pop(ref)
+        while inflight:
+            ready, _ = ray.wait(list(inflight), num_returns=1)  # at most replicas x window refs
+            kind, actor, shard = inflight.pop(ready[0])
+            if kind == "ready":
+                name = replicas[actor]
+                loading[name] -= 1
+                try:
+                    ray.get(ready[0])
+                    busy[actor] = 0
+                    feed(actor)
+                except Exception as e:  # this replica could not load its model
+                    error = f"{type(e).__name__}: {_cause(e)}"
+                    log.error("a replica of %s failed to start: %s", name, error)
+                    replicas.pop(actor, None)
+                    if not any(m == name for m in replicas.values()):
+                        while queues[name]:  # no replica of this model is left: its shards cannot run
+                            fail(queues[name].popleft(), error)
+                continue
+            busy[actor] -= 1
             try:
-                _, rows, _ = ray.get(ref)
-                on_shard(shard, rows)
+                outcome = ray.get(ready[0])
+                on_shard(shard, outcome)
                 report.completed += 1
-                report.examples += len(rows)
+                report.examples += outcome.rows
+                bar.update(1)
+            except ray.exceptions.RayActorError as e:  # the replica is gone (after Ray's restarts and retries)
+                fail(shard, f"{type(e).__name__}: {_cause(e)}")
+                name = replicas.get(actor)
+                if name is not None:
+                    busy.pop(actor, None)
+                    replicas.pop(actor)
+                    if not any(m == name for m in replicas.values()):
+                        while queues[name]:  # no replica of this model is left: its shards cannot run
+                            fail(queues[name].popleft(), f"no replica of {name} is left: {_cause(e)}")
+                continue
             except Exception as e:  # a failed shard is reported, the others go on
-                report.failed[shard.id] = f"{type(e).__name__}: {_first_line(e)}"
-                log.error("shard %s (%s) failed: %s", shard.id, plan.cell(shard.cell_id).label, e)
-            left[name] -= 1
-            if left[name] == 0:  # free the model's resources for the next one
-                ray.kill(actors.pop(name))
+                fail(shard, f"{type(e).__name__}: {_cause(e)}")
             elapsed = time.perf_counter() - t0
             bar.set_postfix(examples_s=f"{report.examples / max(elapsed, 1e-9):.1f}", failed=len(report.failed))
-            bar.update(1)
+            if actor in replicas:
+                feed(actor)
     finally:
         bar.close()
-        for actor in actors.values():
+        for actor in list(replicas):
             ray.kill(actor)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _cause(e: BaseException) -> str:
+    """The user-facing cause of a Ray error: our ModelUnavailable message where there is one, else the last line."""
+    text = str(e)
+    marker = "ModelUnavailable: "
+    if marker in text:
+        return text[text.rindex(marker) + len(marker):].strip().splitlines()[0]
+    return _first_line(e)  # type: ignore[arg-type]
 
 
 def _first_line(e: Exception) -> str:

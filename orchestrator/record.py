@@ -116,6 +116,7 @@ class Provenance:
     worker: str  # the model replica (Ray actor id) that ran the shard
     load_seconds: float  # that replica's model load time
     shard_seconds: float  # time to run this shard on it (prompts, generation, scoring)
+    gpus: float = 0.0  # GPUs the replica holds (a fraction when it shares one, 0 on CPU): gpu-seconds = this x above
 
     @classmethod
     def columns(cls) -> list[str]:

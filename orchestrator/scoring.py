@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.analysis.curves import CellResult
@@ -58,11 +59,18 @@ def metric_info(names: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
-def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig) -> list[CellResult]:
-    """Scores of every cell whose shards are all in the store (others are left out)."""
-    done = store.done()
+def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig,
+                cell_ids: Iterable[str] | None = None, done: set[str] | None = None) -> list[CellResult]:
+    """Scores of every cell (or of `cell_ids`) whose shards are all in the store (others are left out).
+
+    `done` is the store's finished shard ids when the caller already listed them.
+    """
+    done = store.done() if done is None else done
+    wanted = None if cell_ids is None else set(cell_ids)
     results = []
     for cell in plan.cells:
+        if wanted is not None and cell.id not in wanted:
+            continue
         ids = [s.id for s in plan.shards_of(cell.id)]
         if not ids or not all(i in done for i in ids):
             continue
@@ -90,6 +98,7 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                 shots_dropped=int(frame["shots_dropped"].gt(0).sum()) if "shots_dropped" in frame else 0,
                 truncated=int(frame["truncated"].fillna(False).astype(bool).sum()) if "truncated" in frame else 0,
                 nodes=_nodes(frame),
+                **_seconds(frame),
                 scores=scores,
                 non_embedding_params=cell.model.non_embedding_params,
                 train_flops=cell.model.train_flops,
@@ -104,6 +113,16 @@ def _nodes(frame: Any) -> int | None:
     if "node" not in frame or frame["node"].isna().all():
         return None
     return int(frame["node"].dropna().nunique())
+
+
+def _seconds(frame: Any) -> dict[str, float]:
+    """The cell's inference seconds and GPU-seconds, one value per shard (every row of a shard repeats it)."""
+    if "shard_seconds" not in frame or frame["shard_seconds"].isna().all():
+        return {}
+    per_shard = frame.drop_duplicates("shard_id") if "shard_id" in frame else frame.iloc[:1]
+    seconds = per_shard["shard_seconds"].fillna(0.0).astype(float)
+    gpus = per_shard["gpus"].fillna(0.0).astype(float) if "gpus" in per_shard else 0.0 * seconds
+    return {"shard_seconds": float(seconds.sum()), "gpu_seconds": float((seconds * gpus).sum())}
 
 
 def _warn_old_records(frame: Any, label: str, names: list[str]) -> None:

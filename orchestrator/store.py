@@ -21,6 +21,7 @@ environment or the machine's cloud identity, not from the config.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import io
 import json
 import os
@@ -180,12 +181,14 @@ class SweepStore:
     def shard_url(self, shard_id: str) -> str:
         return join(self.url, "shards", f"{shard_id}.parquet")
 
-    def write_shard(self, shard_id: str, rows: list[dict[str, Any]]) -> None:
-        """Write one finished shard atomically. Rows are Record dicts."""
+    def write_shard(self, shard_id: str, rows: list[dict[str, Any]]) -> str:
+        """Write one finished shard atomically; return the sha256 of the file written. Rows are Record dicts."""
         table = pa.Table.from_pylist(rows)
         buf = io.BytesIO()
         pq.write_table(table, buf)
-        _write_atomic(self.fs, f"{self._path}/shards/{shard_id}.parquet", buf.getvalue())
+        data = buf.getvalue()
+        _write_atomic(self.fs, f"{self._path}/shards/{shard_id}.parquet", data)
+        return hashlib.sha256(data).hexdigest()
 
     def done(self) -> set[str]:
         """Ids of the shards whose files exist (temporary files are not shards)."""

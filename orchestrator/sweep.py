@@ -29,7 +29,6 @@ from orchestrator.tasks import load_task
 from orchestrator.tasks.task import Task
 
 log = logging.getLogger(__name__)
-MAX_MLFLOW_STEP = 2**63 - 1  # MLflow stores a metric step as int64
 
 
 @dataclass
@@ -178,15 +177,34 @@ def recorded_models(stored: dict) -> dict[str, Resolved] | None:
 
 def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
     """Run a sweep to the end and record it; safe to repeat (a resume is a re-run)."""
-    from orchestrator.execute import execute
+    from orchestrator.execute import ShardOutcome, execute
 
     t0 = time.perf_counter()
     plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
-    ensure_models(cfg, progress)
+    if not cfg.cluster.address:
+        ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
     store.write_json("manifest.json", manifest(cfg, plan, tasks))
     done = store.done()
-    report = execute(plan, tasks, cfg, done, lambda shard, rows: store.write_shard(shard.id, rows), progress)
-    result = record(cfg, plan, tasks, store)
+    live = _live_view(cfg, plan, tasks, store, done)
+
+    def landed(shard, outcome: ShardOutcome) -> None:
+        if outcome.records is not None:  # a store only this process reaches: the driver writes
+            store.write_shard(shard.id, outcome.records)
+        if live:
+            live.shard_done(shard, outcome)
+
+    interrupted = True
+    try:
+        report = execute(plan, tasks, cfg, done, worker_store(cfg, plan), landed,
+                         live.shard_failed if live else (lambda shard, error: None), progress)
+        interrupted = False
+    finally:
+        if live:
+            live.close(interrupted=interrupted)
+            if interrupted:
+                _end_parent(live, "KILLED")
+    status = "FAILED" if report.failed else "FINISHED"
+    result = record(cfg, plan, tasks, store, status=status)
     result.shards_run = report.completed
     result.shards_skipped = report.skipped
     result.failed = report.failed
@@ -195,8 +213,46 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
     return result
 
 
-def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore) -> SweepResult:
-    """Score finished cells, draw curves, and (re)build the MLflow view. Runs no model."""
+def worker_store(cfg: SweepConfig, plan: Plan):
+    """Where replicas write shards: the store root (a local one made absolute), or None for a memory:// store,
+    which lives in this process only (the driver then writes what the replicas return)."""
+    from orchestrator.execute import StoreSpec
+
+    root = cfg.storage.root
+    if root.startswith("memory://"):
+        return None
+    if "://" not in root and "::" not in root:
+        root = os.path.abspath(os.path.expanduser(root))
+    return StoreSpec(root, plan.sweep_id, dict(cfg.storage.options))
+
+
+def _live_view(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore, done: set[str]):
+    """The live MLflow view, or None (tracking off, live off, or MLflow unreachable: said once, the sweep goes on)."""
+    if not (cfg.tracking.enabled and cfg.tracking.live):
+        return None
+    from orchestrator.live import LiveView
+
+    try:
+        return LiveView(cfg, plan, tasks, store, done, code_version())
+    except Exception as e:
+        log.warning("MLflow is not updated while this sweep runs (%s: %s); it is filled in when the sweep ends",
+                    type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return None
+
+
+def _end_parent(live, status: str) -> None:
+    try:
+        live.tracker.set_status(live.parent, status)
+    except Exception as e:
+        log.warning("could not mark the MLflow parent run %s (%s)", status, type(e).__name__)
+
+
+def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore,
+           status: str | None = None) -> SweepResult:
+    """Score finished cells, draw curves, and (re)build the MLflow view. Runs no model.
+
+    `status` ends the parent run (FAILED when shards failed); by default FINISHED when every cell is scored.
+    """
     cells = score_cells(plan, store, tasks, cfg.metrics)
     info = metric_info(list(cfg.metrics.names))
     cvs = curves(cells, info, x=cfg.analysis.x)
@@ -216,7 +272,9 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
         plan=plan, cells=cells, curves=cvs, plots=plots, analysis=analysis, report=out_dir / "report.html"
     )
     if cfg.tracking.enabled:
-        result.parent_run_id = track(cfg, plan, cells, cvs, plots, info, out_dir, extra)
+        if status is None:
+            status = "FINISHED" if len(cells) == len(plan.cells) else "FAILED"
+        result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status)
     return result
 
 
@@ -248,79 +306,20 @@ def write_analysis(
     return files
 
 
-def track(cfg, plan, cells, cvs, plots, info, out_dir, extra: list[Path]) -> str:
+def track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str = "FINISHED") -> str:
+    """The whole MLflow view from the scored cells: parent, cell runs, curve runs, artifacts; ends with `status`."""
+    from orchestrator.live import log_cell, log_curves, open_parent
     from orchestrator.tracking import Tracker
 
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment or plan.sweep_id)
-    parent = tracker.sweep_run(
-        plan.sweep_id,
-        plan.fingerprint,
-        to_container(cfg),
-        {
-            "cells": len(plan.cells),
-            "shards": len(plan.shards),
-            "fingerprint": plan.fingerprint,
-            "storage": f"{cfg.storage.root}/{plan.sweep_id}",
-            "code_version": code_version(),
-        },
-    )
+    parent = open_parent(tracker, cfg, plan, code_version())
     for c in cells:
-        cell = plan.cell(c.cell_id)
-        tracker.log_cell(
-            parent,
-            c.cell_id,
-            cell.label,
-            {
-                "family": cell.model.family,
-                "size": cell.model.name,
-                "params": cell.model.params,
-                **{k: getattr(cell.model, k) for k in ("non_embedding_params", "train_flops", "train_step")
-                   if getattr(cell.model, k) is not None},
-                "model_path": cell.model.path,
-                "revision": cell.model.revision,
-                **({"revision_requested": cell.model.requested_revision} if cell.model.requested_revision else {}),
-                **({"model_fingerprint": cell.model.fingerprint} if cell.model.fingerprint else {}),
-                "task": cell.task,
-                "task_id": cell.task_id,
-                "prompt_style": cell.prompt.name,
-                "style": cell.prompt.config.style,
-                "shots": cell.prompt.config.shots,
-                "examples": c.n_examples,
-                "shards": len(plan.shards_of(c.cell_id)),
-            },
-            {**c.scores, "shots_dropped": {"mean": float(c.shots_dropped)}, "truncated": {"mean": float(c.truncated)}},
-        )
-    by_key: dict[str, list[Curve]] = {}
-    for cv in cvs:
-        by_key.setdefault(cv.key, []).append(cv)
-    plot_by_key = {p.stem.replace("__", "/", 1): p for p in plots}
-    x_name = cfg.analysis.x
-    for key, group in sorted(by_key.items()):
-        if any(x > MAX_MLFLOW_STEP for cv in group for x in cv.x):
-            log.warning("curve %s: %s exceeds MLflow's int64 step; its chart run is not logged", key, x_name)
-            continue
-        steps: dict[int, dict[str, float]] = {}
-        for cv in group:
-            for x, y, lo, hi in zip(cv.x, cv.y, cv.lo, cv.hi, strict=True):
-                d = steps.setdefault(int(x), {})
-                d[cv.metric] = y
-                d[f"{cv.metric}_ci_lo"] = lo
-                d[f"{cv.metric}_ci_hi"] = hi
-        task, prompt = key.split("/", 1)
-        # one curve run per task x prompt x scale: a run's history never mixes two x axes
-        run_key = key if x_name == "params" else f"{key}@{x_name}"
-        tracker.log_curve(
-            parent,
-            run_key,
-            f"curve {run_key}",
-            {"task": task, "prompt_style": prompt, "x": x_name},
-            sorted(steps.items()),
-            [plot_by_key[key]] if key in plot_by_key else [],
-        )
+        log_cell(tracker, parent, plan, c)
+    log_curves(tracker, parent, cvs, cfg.analysis.x, plots)
     tracker.log_artifacts(parent, list(plots) + [out_dir / "cells.csv"], "curves")
     tracker.log_artifacts(parent, [p for p in extra if p.suffix != ".png"], "analysis")
     tracker.log_artifacts(parent, [p for p in extra if p.suffix == ".png"], "analysis/figures")
-    tracker.finish(parent, {"cells_scored": len(cells), "cells_planned": len(plan.cells)})
+    tracker.finish(parent, {"cells_scored": len(cells), "cells_planned": len(plan.cells)}, status)
     return parent
 
 

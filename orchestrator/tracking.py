@@ -168,6 +168,29 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
+    def cell_run(self, parent: str, cell_id: str, name: str, params: Mapping[str, Any]) -> str:
+        """The cell's run, found or created (RUNNING) when its first shard lands, with its params."""
+        run_id = self._find_or_create("orchestrator.cell_id", cell_id, name, parent, {"orchestrator.kind": "cell"})
+        self._params(run_id, params)
+        return run_id
+
+    def progress(self, run_id: str, counts: Mapping[str, float], step: int) -> None:
+        """Counters over time (shards done / failed / total), one point each at `step`."""
+        now = int(time.time() * 1000)
+        self._metrics(run_id, [Metric(k, float(v), now, int(step)) for k, v in counts.items()])
+
+    def set_status(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+        """RUNNING while work is under way (a resumed sweep's parent reopens), else terminate with `status`."""
+        for k, v in (tags or {}).items():
+            self.client.set_tag(run_id, k, v)
+        if status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status)
+
+    def status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status
+
     def log_artifacts(self, run_id: str, paths: list[Path], subdir: str) -> None:
         for p in paths:
             self.client.log_artifact(run_id, str(p), subdir)

@@ -51,7 +51,9 @@ def test_sweep_end_to_end_and_resume(cfg, tmp_path):
         assert (per_shard == 1).all().all()  # one value per shard
         models = {c.id: c.model.name for c in first.plan.cells}
         workers = stored.assign(model=stored["cell_id"].map(models)).groupby("model")["worker"].nunique()
-        assert (workers == 1).all() and stored["worker"].nunique() == 2  # one replica per model here, loaded once
+        # replicas: as many per model as fit (2 CPUs, 1 each), each loaded its model once
+        assert (workers <= 2).all() and (workers >= 1).all()
+        assert (stored.groupby("worker")["load_seconds"].nunique() == 1).all()
         assert [c.nodes for c in first.cells] == [1] * 4
         assert pd.read_csv(tmp_path / "store" / "itest" / "cells.csv")["nodes"].tolist() == [1] * 4
         manifest = json.loads((tmp_path / "store" / "itest" / "manifest.json").read_text())
@@ -67,6 +69,10 @@ def test_sweep_end_to_end_and_resume(cfg, tmp_path):
         assert (runs[runs["tags.orchestrator.kind"] != "sweep"]["tags.mlflow.parentRunId"] == parent).all()
         cells = runs[runs["tags.orchestrator.kind"] == "cell"]
         assert set(cells["params.prompt_style"]) == {"zero_shot", "three_shot"}
+        assert set(runs["status"]) == {"FINISHED"}
+        assert (cells["metrics.shard_seconds"] > 0).all() and (cells["metrics.gpu_seconds"] == 0).all()  # CPU
+        sweep_run = runs[runs["tags.orchestrator.kind"] == "sweep"].iloc[0]
+        assert sweep_run["metrics.shards_done"] == 12 and sweep_run["metrics.shards_total"] == 12
         assert cells["metrics.exact_match"].between(0, 1).all()
         client = mlflow.tracking.MlflowClient(cfg.tracking.uri)
         curve_id = runs[runs["tags.orchestrator.kind"] == "curve"]["run_id"].iloc[0]

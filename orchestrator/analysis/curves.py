@@ -28,6 +28,8 @@ class CellResult:
     train_step: int | None = None
     truncated: int = 0  # examples whose prompt the model did not read whole (Record.truncated)
     nodes: int | None = None  # distinct Ray nodes that ran the cell's shards (None: a store without provenance)
+    shard_seconds: float | None = None  # inference time summed over the cell's shards (None: no provenance)
+    gpu_seconds: float | None = None  # the same weighted by the GPUs each replica held (0 on CPU)
 
 
 X_LABELS = {

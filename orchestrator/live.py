@@ -1,0 +1,205 @@
+"""The MLflow view of a sweep, and how it fills in while the sweep runs.
+
+The store stays the source of truth; MLflow shows it. While shards land the
+driver (the only MLflow writer: SQLite and experiment creation do not like
+many) reopens the sweep's parent run as RUNNING and logs shards done / failed
+/ total over time, creates a cell's run at its first shard, scores the cell
+and logs its metrics the moment its last shard lands, and adds the cell's
+point to its curve runs. Updates are batched every `tracking.live_interval`
+seconds so 100k shards do not mean 100k MLflow calls. A tracking failure
+while shards run is logged once and live updates stop; the shards go on, and
+the full view is rebuilt from the store at the end (`sweep.record`).
+
+Every run is found by its tag before one is created (orchestrator.tracking),
+so live updates, the final pass and a later `report` never duplicate a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.analysis.curves import CellResult, Curve, curves
+from orchestrator.plan import Cell, Plan, Shard
+from orchestrator.tracking import Tracker
+
+log = logging.getLogger(__name__)
+MAX_MLFLOW_STEP = 2**63 - 1  # MLflow stores a metric step as int64
+
+
+def open_parent(tracker: Tracker, cfg: Any, plan: Plan, code: str) -> str:
+    """The sweep's parent run (found by sweep id and plan fingerprint, else created) with config and plan params."""
+    from orchestrator.config import to_container
+
+    return tracker.sweep_run(
+        plan.sweep_id,
+        plan.fingerprint,
+        to_container(cfg),
+        {
+            "cells": len(plan.cells),
+            "shards": len(plan.shards),
+            "fingerprint": plan.fingerprint,
+            "storage": f"{cfg.storage.root}/{plan.sweep_id}",
+            "code_version": code,
+        },
+    )
+
+
+def cell_params(plan: Plan, cell: Cell) -> dict[str, Any]:
+    """What a cell run's params say: the model and its scales, the task, the prompt style, the cell's size."""
+    m = cell.model
+    return {
+        "family": m.family,
+        "size": m.name,
+        "params": m.params,
+        **{k: getattr(m, k) for k in ("non_embedding_params", "train_flops", "train_step")
+           if getattr(m, k) is not None},
+        "model_path": m.path,
+        "revision": m.revision,
+        **({"revision_requested": m.requested_revision} if m.requested_revision else {}),
+        **({"model_fingerprint": m.fingerprint} if m.fingerprint else {}),
+        "task": cell.task,
+        "task_id": cell.task_id,
+        "prompt_style": cell.prompt.name,
+        "style": cell.prompt.config.style,
+        "shots": cell.prompt.config.shots,
+        "examples": cell.n_examples,
+        "shards": len(plan.shards_of(cell.id)),
+    }
+
+
+def cell_metrics(c: CellResult) -> dict[str, dict[str, float]]:
+    """A scored cell's metrics for its run, plus its counts and the device time it used."""
+    extra = {"shots_dropped": float(c.shots_dropped), "truncated": float(c.truncated)}
+    if c.shard_seconds is not None:
+        extra["shard_seconds"] = c.shard_seconds
+    if c.gpu_seconds is not None:
+        extra["gpu_seconds"] = c.gpu_seconds
+    return {**c.scores, **{k: {"mean": v} for k, v in extra.items()}}
+
+
+def log_cell(tracker: Tracker, parent: str, plan: Plan, c: CellResult) -> str:
+    cell = plan.cell(c.cell_id)
+    return tracker.log_cell(parent, c.cell_id, cell.label, cell_params(plan, cell), cell_metrics(c))
+
+
+def log_curves(tracker: Tracker, parent: str, cvs: list[Curve], x_name: str, plots: list[Path] = (),
+               keys: set[str] | None = None) -> None:
+    """One child run per task x prompt style (x scale), each metric at step = the curve's x; `keys` limits which."""
+    by_key: dict[str, list[Curve]] = {}
+    for cv in cvs:
+        if keys is None or cv.key in keys:
+            by_key.setdefault(cv.key, []).append(cv)
+    plot_by_key = {p.stem.replace("__", "/", 1): p for p in plots}
+    for key, group in sorted(by_key.items()):
+        if any(x > MAX_MLFLOW_STEP for cv in group for x in cv.x):
+            log.warning("curve %s: %s exceeds MLflow's int64 step; its chart run is not logged", key, x_name)
+            continue
+        steps: dict[int, dict[str, float]] = {}
+        for cv in group:
+            for x, y, lo, hi in zip(cv.x, cv.y, cv.lo, cv.hi, strict=True):
+                d = steps.setdefault(int(x), {})
+                d[cv.metric] = y
+                d[f"{cv.metric}_ci_lo"] = lo
+                d[f"{cv.metric}_ci_hi"] = hi
+        task, prompt = key.split("/", 1)
+        # one curve run per task x prompt x scale: a run's history never mixes two x axes
+        run_key = key if x_name == "params" else f"{key}@{x_name}"
+        tracker.log_curve(parent, run_key, f"curve {run_key}", {"task": task, "prompt_style": prompt, "x": x_name},
+                          sorted(steps.items()), [plot_by_key[key]] if key in plot_by_key else [])
+
+
+class LiveView:
+    """Keeps the MLflow view current while shards land (driver side); see the module docstring."""
+
+    def __init__(self, cfg: Any, plan: Plan, tasks: dict, store: Any, done: set[str], code: str):
+        from orchestrator.scoring import metric_info
+
+        self.cfg, self.plan, self.tasks, self.store = cfg, plan, tasks, store
+        self.done = set(done)
+        self.failed: dict[str, str] = {}
+        self.interval = float(cfg.tracking.live_interval)
+        self.info = metric_info(list(cfg.metrics.names))
+        self.cell_runs: dict[str, str] = {}
+        self.dirty: set[str] = set()  # cells with news since the last flush
+        self.to_score: set[str] = set()  # cells whose last shard landed since the last flush
+        self.scored: dict[str, CellResult] = {}
+        self.last = 0.0
+        self.broken = False
+        self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment or plan.sweep_id)
+        self.parent = open_parent(self.tracker, cfg, plan, code)
+        self.tracker.set_status(self.parent, "RUNNING")
+        self._progress()
+
+    # -- events from the executor (driver thread) ---------------------------------------------------------------
+    def shard_done(self, shard: Shard, outcome: Any = None) -> None:
+        self.done.add(shard.id)
+        self.failed.pop(shard.id, None)
+        self.dirty.add(shard.cell_id)
+        if all(s.id in self.done for s in self.plan.shards_of(shard.cell_id)):
+            self.to_score.add(shard.cell_id)
+        self.flush()
+
+    def shard_failed(self, shard: Shard, error: str) -> None:
+        self.failed[shard.id] = error
+        self.dirty.add(shard.cell_id)
+        self.flush()
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def flush(self, force: bool = False) -> None:
+        """Send what changed, at most every `interval` seconds (always when forced)."""
+        if self.broken or not (force or time.monotonic() - self.last >= self.interval):
+            return
+        self.last = time.monotonic()
+        try:
+            self._flush()
+        except Exception as e:  # the shards go on; the view is rebuilt from the store at the end
+            self.broken = True
+            log.warning("live MLflow updates stopped (%s: %s); the runs are filled in from the store when the "
+                        "sweep ends", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+
+    def _flush(self) -> None:
+        from orchestrator.scoring import score_cells
+
+        dirty, self.dirty = self.dirty, set()
+        for cid in sorted(dirty):
+            if cid not in self.cell_runs:
+                cell = self.plan.cell(cid)
+                self.cell_runs[cid] = self.tracker.cell_run(self.parent, cid, cell.label, cell_params(self.plan, cell))
+            shards = self.plan.shards_of(cid)
+            self.tracker.progress(self.cell_runs[cid], {
+                "shards_done": sum(s.id in self.done for s in shards),
+                "shards_failed": sum(s.id in self.failed for s in shards),
+                "shards_total": len(shards),
+            }, step=sum(s.id in self.done for s in shards))
+        ready, self.to_score = self.to_score, set()
+        if ready:
+            for c in score_cells(self.plan, self.store, self.tasks, self.cfg.metrics, cell_ids=ready, done=self.done):
+                log_cell(self.tracker, self.parent, self.plan, c)
+                self.scored[c.cell_id] = c
+            keys = {f"{self.plan.cell(cid).task}/{self.plan.cell(cid).prompt.name}" for cid in ready}
+            log_curves(self.tracker, self.parent, curves(list(self.scored.values()), self.info, x=self.cfg.analysis.x),
+                       self.cfg.analysis.x, keys=keys)
+        self._progress()
+
+    def _progress(self) -> None:
+        counts = {"shards_done": len(self.done & {s.id for s in self.plan.shards}),
+                  "shards_failed": len(self.failed), "shards_total": len(self.plan.shards)}
+        self.tracker.progress(self.parent, counts, step=int(counts["shards_done"]))
+
+    def close(self, interrupted: bool = False) -> None:
+        """Final counts; a cell run opened here whose shards are not all done ends FAILED (KILLED if interrupted)."""
+        self.flush(force=True)
+        if self.broken:
+            return
+        try:
+            for cid, run_id in self.cell_runs.items():
+                shards = self.plan.shards_of(cid)
+                n_done = sum(s.id in self.done for s in shards)
+                if n_done < len(shards):
+                    self.tracker.set_status(run_id, "KILLED" if interrupted else "FAILED",
+                                            {"orchestrator.partial": f"{n_done}/{len(shards)} shards"})
+        except Exception as e:
+            log.warning("could not close the live MLflow runs (%s)", type(e).__name__)
