@@ -203,6 +203,11 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    uri = cfg.tracking.uri
+    if uri.startswith(("http://", "https://", "databricks")):  # a server already is the UI; nothing to start
+        print(f"tracking.uri={redact_text(uri)} is a tracking server: open {redact_text(uri)} in a browser (from "
+              "a laptop, tunnel to it first, e.g. `ssh -L 5000:127.0.0.1:5000 head-node`)")
+        return 0
     exe = shutil.which("mlflow")
     if exe is None:
         raise UserError("the `mlflow` command is not on PATH; install mlflow in this environment")

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from orchestrator.cli import main
 from tests.conftest import REPO
 
 
@@ -84,3 +85,10 @@ def test_unknown_metric_name_fails_at_start(tmp_path):
     assert r.returncode == 2
     assert "exakt_match" in r.stderr and "known:" in r.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_ui_on_a_tracking_server_points_at_it_instead_of_failing(capsys):
+    """`mlflow ui --backend-store-uri http://...` cannot start: a server is already the UI."""
+    assert main(["ui", "tracking=server", "tracking.uri=http://user:pw@10.0.0.5:5000"]) == 0
+    out = capsys.readouterr().out
+    assert "is a tracking server: open http://" in out and "10.0.0.5:5000" in out and "pw@" not in out
