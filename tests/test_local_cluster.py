@@ -80,6 +80,13 @@ def _state(folder: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in (folder / "cluster.env").read_text().splitlines() if "=" in line)
 
 
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int, folder: Path) -> bool:
     """True if pid runs and is still one of the cluster's (its command line names the folder or it is a worker)."""
     try:
@@ -149,6 +156,11 @@ def test_head_two_workers_job_and_scoped_stop() -> None:
         left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _alive(int(p.name), folder)]
         assert [p for p in left if str(folder) in Path(f"/proc/{p}/cmdline").read_text(errors="replace")] == []
         assert not (folder / "cluster.env").exists()
+        gcs = f":{env['LOCAL_CLUSTER_GCS_PORT']}"  # the head's Ray Client proxy names neither folder nor parent
+        proxies = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
+                   and "ray.util.client.server" in (cmd := _cmdline(p)) and any(
+                       a.startswith("--address=") and a.endswith(gcs) for a in cmd.split("\0"))]
+        assert proxies == [], "the cluster's Ray Client server outlived stop"
 
         survivor.stdin.write("again\n")
         survivor.stdin.flush()

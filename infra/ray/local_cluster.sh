@@ -85,7 +85,7 @@ auth_env() {
 
 # procs list|stop: this cluster's processes, found by the folder in their command line, plus descendants.
 procs() {
-  "$PY" - "$1" "$DIR" "${2:-}" <<'PYEOF'
+  LOCAL_CLUSTER_GCS_PORT_FOR_PROCS="$GCS_PORT" "$PY" - "$1" "$DIR" "${2:-}" <<'PYEOF'
 import importlib.util, os, sys
 try:
     import psutil
@@ -105,7 +105,12 @@ def names_folder(p: psutil.Process) -> bool:
         args = p.cmdline()
     except psutil.Error:
         return False
-    return any(a == f or a.endswith("=" + f) or f + "/" in a for a in args for f in folders)
+    if any(a == f or a.endswith("=" + f) or f + "/" in a for a in args for f in folders):
+        return True
+    # the head's Ray Client proxy names neither the folder nor a parent of ours: it is known by its GCS address
+    gcs = os.environ.get("LOCAL_CLUSTER_GCS_PORT_FOR_PROCS", "")
+    return bool(gcs) and "ray.util.client.server" in args and any(
+        a.startswith("--address=") and a.endswith(":" + gcs) for a in args)
 
 
 roots = [p for p in psutil.process_iter() if p.pid not in me and names_folder(p)]
