@@ -3,6 +3,7 @@
 Layout under `root` (a folder, s3://bucket/prefix, gs://..., memory://...):
     {sweep_id}/manifest.json                the resolved config, code version and plan
     {sweep_id}/shards/{shard_id}.parquet    one finished shard: present means done
+    {sweep_id}/failures/{shard_id}.json     a shard whose last attempt failed: error, attempts, node
     {sweep_id}/curves/...                   plots and tables made from the shards
 
 A reader never sees a partial file: on a local disk a shard is written to a
@@ -207,6 +208,32 @@ class SweepStore:
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
+
+    # -- failed attempts -------------------------------------------------------
+    def write_failure(self, shard_id: str, info: dict[str, Any]) -> None:
+        """Record a shard's failed attempts (error class, message, attempts, node, time): a failure is a fact in
+        the store, not only a log line. A later success removes it (clear_failure)."""
+        _write_atomic(self.fs, f"{self._path}/failures/{shard_id}.json",
+                      json.dumps(info, sort_keys=True, default=str).encode())
+
+    def clear_failure(self, shard_id: str) -> None:
+        path = f"{self._path}/failures/{shard_id}.json"
+        if self.fs.exists(path):
+            self.fs.rm(path)
+
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """Shard id -> its last failure record, for shards whose last attempt failed."""
+        folder = f"{self._path}/failures"
+        self.fs.invalidate_cache(folder)
+        if not self.fs.exists(folder):
+            return {}
+        out = {}
+        for p in self.fs.ls(folder, detail=False):
+            name = p.rsplit("/", 1)[-1]
+            if name.endswith(".json") and not name.startswith(TMP_PREFIX):
+                with self.fs.open(p, "rt") as f:
+                    out[name[: -len(".json")]] = json.load(f)
+        return out
 
     # -- manifest and other files --------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
