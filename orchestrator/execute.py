@@ -16,6 +16,7 @@ replica, GPUs held, load and shard seconds); that is output only and enters no s
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import time
@@ -152,28 +153,41 @@ class ModelWorker:
             self.store = SweepStore(store.root, store.sweep_id, store.options)
 
     def ready(self) -> dict[str, str]:
-        """Where this replica runs; returns once the model is loaded."""
+        """Where this replica runs; returns once the model is loaded (also after Ray restarted the replica)."""
         return dict(self.where)
 
-    def rows(self, task: Task, cell: Cell, shard: Shard) -> list[dict]:
-        """The shard's rows, each with its Provenance (node, device, replica, GPUs, load and shard seconds)."""
+    def rows(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None) -> list[dict]:
+        """The shard's rows, each with its Provenance (node, device, replica, GPUs, load and shard seconds).
+
+        `batch_size` overrides backend.batch_size for this shard (halved after an out-of-memory error).
+        """
         from dataclasses import asdict
 
+        from orchestrator import faults
         from orchestrator.inference import run_shard
         from orchestrator.record import Provenance
 
-        t0 = time.perf_counter()
-        rows = run_shard(self.backend, task, cell, shard)
-        seconds = time.perf_counter() - t0
+        configured = getattr(self.backend, "batch_size", None)
+        if batch_size and configured is not None:
+            self.backend.batch_size = batch_size
+        try:
+            faults.before_inference(shard.id, getattr(self.backend, "batch_size", 1) or 1)
+            t0 = time.perf_counter()
+            rows = run_shard(self.backend, task, cell, shard)
+            seconds = time.perf_counter() - t0
+        finally:
+            if configured is not None:
+                self.backend.batch_size = configured
+        faults.after_inference(shard.id)
         prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds, gpus=self.gpus))
         return [{**r, **prov} for r in rows]
 
-    def run(self, task: Task, cell: Cell, shard: Shard) -> ShardOutcome:
+    def run(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None) -> ShardOutcome:
         """Run the shard and write it to the store; only the outcome goes back to the driver.
 
         A replica made without a store (the store lives in the driver's memory) returns the rows instead.
         """
-        rows = self.rows(task, cell, shard)
+        rows = self.rows(task, cell, shard, batch_size)
         seconds = float(rows[0]["shard_seconds"]) if rows else 0.0
         where = (self.where["node"], self.where["host"], self.where["worker"], seconds, self.gpus)
         if self.store is None:
@@ -275,6 +289,40 @@ def placements(models: list[ModelSpec], cfg: SweepConfig) -> list[Placement]:
     return placed
 
 
+@dataclass
+class _Replica:
+    actor: Any
+    model: str
+    state: str = "loading"  # loading -> ready; probing after it lost a shard (restarting or gone?)
+    busy: int = 0  # shards in flight
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A shard's last failed attempt, as the store records it."""
+
+    error: str  # the exception class
+    message: str
+    attempts: int
+    model: str
+    host: str  # the node it failed on ("" when unknown, e.g. the replica died)
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.message}"
+
+
+def is_oom(e: BaseException) -> bool:
+    """An out-of-memory error (torch's, or its text through a Ray error): retried with a halved batch."""
+    text = f"{type(e).__name__}: {e}"
+    return "OutOfMemoryError" in text or "CUDA out of memory" in text or "out of memory" in text.lower()
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before retry `attempt` (1, 2, ...) of a shard that raised: 2, 4, 8 ... capped at 30."""
+    return float(min(2 ** attempt, 30))
+
+
 def execute(
     plan: Plan,
     tasks: dict[str, Task],
@@ -282,15 +330,24 @@ def execute(
     done: set[str],
     store: StoreSpec | None,
     on_shard: Callable[[Shard, ShardOutcome], None] = lambda shard, outcome: None,
-    on_failure: Callable[[Shard, str], None] = lambda shard, error: None,
+    on_failure: Callable[[Shard, Failure], None] = lambda shard, failure: None,
     progress: bool = True,
+    on_tick: Callable[[], None] = lambda: None,
+    tick: float = 5.0,
 ) -> ExecutionReport:
-    """Run every shard of `plan` not in `done` on model replicas that write to `store`.
+    """Run every shard of `plan` not in `done` on model replicas that write to `store`, healing what fails.
 
     With `store` None the replicas return each shard's rows (ShardOutcome.records) for `on_shard` to write:
     for a store only the driver can reach (memory://). `on_shard` is called on the driver as each shard
-    lands (the store write then, live tracking, progress), `on_failure` for each shard that failed; a failed
-    shard is reported and the others go on.
+    lands; `on_failure` once for each shard that failed for good; `on_tick` at least every `tick` seconds
+    (live tracking).
+
+    Healing: a replica that dies (process killed, node lost) is restarted by Ray (cluster.max_retries
+    restarts) once Ray has noticed; meanwhile its shards go back to the queue for any live replica, and it
+    is probed before it gets more. A replica that is gone for good is replaced while the model has work and
+    its start budget lasts. A shard that runs out of memory is retried with half the batch, down to 1; any
+    other error is retried after a backoff (2, 4, 8 ... s) up to cluster.max_retries times, then that shard
+    fails and the others go on.
     """
     report = ExecutionReport(total=len(plan.shards))
     queues = {m: deque(s for s in shards if s.id not in done) for m, shards in plan.shards_by_model().items()}
@@ -299,108 +356,222 @@ def execute(
     if todo == 0:
         return report
     init_ray(cfg)
-    placed = placements([m for m in plan.models if queues[m.name]], cfg)
+    placed = {p.model: p for p in placements([m for m in plan.models if queues[m.name]], cfg)}
     models = {m.name: m for m in plan.models}
     task_refs = {name: ray.put(t) for name, t in tasks.items()}
     cells = {c.id: c for c in plan.cells}
     window = max(1, int(cfg.cluster.window))
+    max_attempts = cfg.cluster.max_retries + 1
     worker_cls = ray.remote(ModelWorker)
 
-    replicas: dict[Any, str] = {}  # actor -> model
-    loading: dict[str, int] = {}  # model -> replicas not yet ready
-    busy: dict[Any, int] = {}  # ready actor -> shards in flight
-    inflight: dict[Any, tuple[str, Any, Shard | None]] = {}  # ref -> ("ready" | "shard", actor, shard)
-    for p in placed:  # largest model first: Ray grants its replicas first
-        n = min(p.replicas, len(queues[p.model]), cfg.cluster.replicas or p.replicas)
-        threads = cfg.cluster.torch_threads or max(1, int(p.num_cpus))
-        for _ in range(max(1, n)):
-            actor = worker_cls.options(
-                num_cpus=p.num_cpus, num_gpus=p.num_gpus,
-                max_restarts=cfg.cluster.max_retries, max_task_retries=cfg.cluster.max_retries,
-            ).remote(models[p.model], cfg.backend, threads, store, cfg.model.build, p.num_gpus)
-            replicas[actor] = p.model
-            inflight[actor.ready.remote()] = ("ready", actor, None)
-        loading[p.model] = max(1, n)
-        report.replicas[p.model] = max(1, n)
+    reps: dict[Any, _Replica] = {}  # actor -> replica
+    inflight: dict[Any, tuple[str, Any, Shard | None]] = {}  # ref -> ("ready" | "probe" | "shard", actor, shard)
+    delayed: list[tuple[float, int, str, Shard]] = []  # (due, seq, model, shard): retries after a backoff
+    attempts: dict[str, int] = {}  # shard id -> attempts that raised
+    errors: dict[str, Failure] = {}  # shard id -> its last own error
+    losses: dict[str, int] = {}  # shard id -> times its replica died under it
+    reprobe: list[tuple[float, int, Any]] = []  # (due, seq, actor): replicas Ray is restarting, asked again later
+    batch: dict[str, int] = {}  # shard id -> batch size after out-of-memory errors
+    starts: dict[str, int] = {}
+    budget: dict[str, int] = {}  # replicas a model may start in all (its first ones + cluster.max_retries)
+    last_error: dict[str, Failure] = {}
+    seq = 0
 
-    def feed(actor: Any) -> None:
-        """Give a ready replica shards of its model up to the window; retire it when there are none left."""
-        queue = queues[replicas[actor]]
-        while queue and busy[actor] < window:
+    def start_replica(name: str) -> None:
+        p = placed[name]
+        threads = cfg.cluster.torch_threads or max(1, int(p.num_cpus))
+        options: dict[str, Any] = {"num_cpus": p.num_cpus, "num_gpus": p.num_gpus,
+                                   "max_restarts": cfg.cluster.max_retries, "max_task_retries": 0}
+        if p.num_gpus == 0:
+            options["memory"] = p.need_bytes  # CPU replicas of several models must not overfill a node's RAM
+        actor = worker_cls.options(**options).remote(models[name], cfg.backend, threads, store, cfg.model.build,
+                                                     p.num_gpus)
+        reps[actor] = _Replica(actor, name)
+        inflight[actor.ready.remote()] = ("ready", actor, None)
+        starts[name] = starts.get(name, 0) + 1
+
+    for p in placed.values():  # largest model first: Ray grants its replicas first
+        n = max(1, min(p.replicas, len(queues[p.model]), cfg.cluster.replicas or p.replicas))
+        budget[p.model] = n + cfg.cluster.max_retries
+        report.replicas[p.model] = n
+        for _ in range(n):
+            start_replica(p.model)
+
+    def waiting(name: str) -> int:
+        return len(queues[name]) + sum(1 for d in delayed if d[2] == name)
+
+    def alive(name: str) -> bool:
+        return any(r.model == name for r in reps.values())
+
+    def remove(rep: _Replica) -> None:
+        reps.pop(rep.actor, None)
+        ray.kill(rep.actor)  # also one that is only unreachable: it must not keep holding its GPU or CPUs
+
+    def feed(rep: _Replica) -> None:
+        """Give a ready replica shards of its model up to the window; retire it when its model has no work."""
+        queue = queues[rep.model]
+        while queue and rep.busy < window:
             shard = queue.popleft()
             cell = cells[shard.cell_id]
-            inflight[actor.run.remote(task_refs[cell.task], cell, shard)] = ("shard", actor, shard)
-            busy[actor] += 1
-        if busy[actor] == 0:
-            retire(actor)
-
-    def retire(actor: Any) -> None:
-        busy.pop(actor, None)
-        name = replicas.pop(actor)
-        ray.kill(actor)
-        if not queues[name]:  # replicas still loading for a model with no work left: free their resources
-            for ref, (kind, other, _) in list(inflight.items()):
-                if kind == "ready" and replicas.get(other) == name:
+            inflight[rep.actor.run.remote(task_refs[cell.task], cell, shard, batch.get(shard.id))] = \
+                ("shard", rep.actor, shard)
+            rep.busy += 1
+        if rep.busy == 0 and waiting(rep.model) == 0:
+            remove(rep)
+            for ref, (kind, actor, _) in list(inflight.items()):  # its model's replicas still loading: not needed
+                other = reps.get(actor)
+                if kind == "ready" and other is not None and other.model == rep.model:
                     inflight.pop(ref)
-                    replicas.pop(other)
-                    ray.kill(other)
+                    remove(other)
 
-    def fail(shard: Shard, error: str) -> None:
-        report.failed[shard.id] = error
-        log.error("shard %s (%s) failed: %s", shard.id, cells[shard.cell_id].label, error)
-        on_failure(shard, error)
+    def feed_model(name: str) -> None:
+        for rep in [r for r in reps.values() if r.model == name and r.state == "ready"]:
+            feed(rep)
+        if not alive(name):
+            replace(name)
+
+    def replace(name: str) -> None:
+        """A model with work and no replica left: start another within its budget, else fail its shards."""
+        if waiting(name) == 0 or alive(name):
+            return
+        if starts.get(name, 0) < budget[name]:
+            log.warning("model %s has no replica left; starting another (%d of %d)", name, starts[name] + 1,
+                        budget[name])
+            start_replica(name)
+            return
+        cause = last_error.get(name)
+        while queues[name]:
+            shard = queues[name].popleft()
+            fail(shard, Failure(cause.error if cause else "NoReplica", f"no replica of {name} could run it"
+                                + (f": {cause.message}" if cause else ""), attempts.get(shard.id, 0), name, ""))
+        for d in [d for d in delayed if d[2] == name]:
+            delayed.remove(d)
+            fail(d[3], Failure(cause.error if cause else "NoReplica", f"no replica of {name} could run it",
+                               attempts.get(d[3].id, 0), name, ""))
+
+    def fail(shard: Shard, failure: Failure) -> None:
+        report.failed[shard.id] = str(failure)
+        log.error("shard %s (%s) failed after %d attempt(s): %s", shard.id, cells[shard.cell_id].label,
+                  failure.attempts, failure)
+        on_failure(shard, failure)
         bar.update(1)
 
+    def retry_or_fail(shard: Shard, name: str, failure: Failure, oom: bool, lost: bool) -> None:
+        nonlocal seq
+        last_error[name] = failure
+        if oom:
+            size = batch.get(shard.id, cfg.backend.batch_size)
+            if size > 1:
+                batch[shard.id] = size // 2
+                log.warning("shard %s ran out of memory at batch %d; retrying at %d", shard.id, size, size // 2)
+                queues[name].appendleft(shard)
+                return
+        if lost:  # the replica died, not (we assume) because of the shard: any live replica may take it now
+            losses[shard.id] = losses.get(shard.id, 0) + 1
+            if losses[shard.id] <= max_attempts + 2:  # a shard that kills every replica it meets must end too
+                log.warning("shard %s lost its replica (%s); queued again (lost %d time(s))", shard.id, failure,
+                            losses[shard.id])
+                queues[name].appendleft(shard)
+                return
+            own = errors.get(shard.id)
+            fail(shard, own or Failure(failure.error, f"its replica died {losses[shard.id]} times: {failure.message}",
+                                       attempts.get(shard.id, 0) + losses[shard.id], name, failure.host))
+            return
+        attempts[shard.id] = attempts.get(shard.id, 0) + 1
+        failure = Failure(failure.error, failure.message, attempts[shard.id], name, failure.host)
+        errors[shard.id] = failure
+        if attempts[shard.id] >= max_attempts:
+            fail(shard, failure)
+            return
+        wait = backoff(attempts[shard.id])
+        log.warning("shard %s failed (%s); retrying in %.0f s (attempt %d of %d)", shard.id, failure, wait,
+                    attempts[shard.id] + 1, max_attempts)
+        seq += 1
+        heapq.heappush(delayed, (time.monotonic() + wait, seq, name, shard))
+
     t0 = time.perf_counter()
+    last_tick = time.monotonic()
     bar = tqdm(total=todo, desc=f"sweep {plan.sweep_id}", unit="shard", disable=not progress, dynamic_ncols=True)
     try:
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)  # at most replicas x window refs
-            kind, actor, shard = inflight.pop(ready[0])
-            if kind == "ready":
-                name = replicas[actor]
-                loading[name] -= 1
-                try:
-                    ray.get(ready[0])
-                    busy[actor] = 0
-                    feed(actor)
-                except Exception as e:  # this replica could not load its model
-                    error = f"{type(e).__name__}: {_cause(e)}"
-                    log.error("a replica of %s failed to start: %s", name, error)
-                    replicas.pop(actor, None)
-                    if not any(m == name for m in replicas.values()):
-                        while queues[name]:  # no replica of this model is left: its shards cannot run
-                            fail(queues[name].popleft(), error)
+        while inflight or delayed or reprobe:
+            now = time.monotonic()
+            while delayed and delayed[0][0] <= now:
+                _, _, name, shard = heapq.heappop(delayed)
+                queues[name].append(shard)
+                feed_model(name)
+            while reprobe and reprobe[0][0] <= now:
+                _, _, actor = heapq.heappop(reprobe)
+                if actor in reps:
+                    inflight[actor.ready.remote()] = ("probe", actor, None)
+            if now - last_tick >= tick:
+                on_tick()
+                last_tick = now
+            due = min([d[0] for d in delayed[:1]] + [r[0] for r in reprobe[:1]], default=now + tick)
+            if not inflight:
+                time.sleep(max(0.0, min(due - now, tick)))
                 continue
-            busy[actor] -= 1
+            timeout = max(0.0, min(tick, due - now))
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout)  # at most replicas x window refs
+            if not ready:
+                continue
+            kind, actor, shard = inflight.pop(ready[0])
+            rep = reps.get(actor)
+            if kind in ("ready", "probe"):
+                if rep is None:
+                    continue  # retired meanwhile
+                try:
+                    rep.host = ray.get(ready[0]).get("host", "")
+                    rep.state = "ready"
+                    feed(rep)
+                except ray.exceptions.ActorUnavailableError:  # Ray is restarting it (or it is unreachable a while)
+                    seq += 1
+                    heapq.heappush(reprobe, (time.monotonic() + 1.0, seq, actor))
+                except Exception as e:  # could not load its model, or gone for good after Ray's restarts
+                    error = _cause(e)
+                    log.error("a replica of %s %s: %s", rep.model, "failed to start" if kind == "ready" else
+                              "is gone", error)
+                    last_error[rep.model] = Failure(_error_class(e), error, 0, rep.model, rep.host)
+                    remove(rep)
+                    replace(rep.model)
+                continue
+            assert shard is not None
+            name = cells[shard.cell_id].model.name
+            if rep is not None:
+                rep.busy = max(0, rep.busy - 1)
             try:
                 outcome = ray.get(ready[0])
                 on_shard(shard, outcome)
                 report.completed += 1
                 report.examples += outcome.rows
                 bar.update(1)
-            except ray.exceptions.RayActorError as e:  # the replica is gone (after Ray's restarts and retries)
-                fail(shard, f"{type(e).__name__}: {_cause(e)}")
-                name = replicas.get(actor)
-                if name is not None:
-                    busy.pop(actor, None)
-                    replicas.pop(actor)
-                    if not any(m == name for m in replicas.values()):
-                        while queues[name]:  # no replica of this model is left: its shards cannot run
-                            fail(queues[name].popleft(), f"no replica of {name} is left: {_cause(e)}")
-                continue
-            except Exception as e:  # a failed shard is reported, the others go on
-                fail(shard, f"{type(e).__name__}: {_cause(e)}")
+            except ray.exceptions.RayActorError as e:  # the replica died or is unreachable mid-shard
+                retry_or_fail(shard, name, Failure(_error_class(e), _cause(e), 0, name, rep.host if rep else ""),
+                              oom=is_oom(e), lost=True)
+                if rep is not None and rep.state == "ready":  # restarting (Ray noticed) or gone: ask it
+                    rep.state = "probing"
+                    inflight[actor.ready.remote()] = ("probe", actor, None)
+                feed_model(name)
+            except Exception as e:  # the shard raised: retried after a backoff, or with half the batch
+                retry_or_fail(shard, name, Failure(_error_class(e), _cause(e), 0, name, rep.host if rep else ""),
+                              oom=is_oom(e), lost=False)
             elapsed = time.perf_counter() - t0
             bar.set_postfix(examples_s=f"{report.examples / max(elapsed, 1e-9):.1f}", failed=len(report.failed))
-            if actor in replicas:
-                feed(actor)
+            if rep is not None and rep.actor in reps and rep.state == "ready":
+                feed(rep)
     finally:
         bar.close()
-        for actor in list(replicas):
-            ray.kill(actor)
+        for rep in list(reps.values()):
+            ray.kill(rep.actor)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _error_class(e: BaseException) -> str:
+    """The class of the error that happened in the worker (a RayTaskError wraps it), else of `e`."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        return type(cause).__name__
+    return type(e).__name__
 
 
 def _cause(e: BaseException) -> str:

@@ -18,7 +18,7 @@ import logging
 import os
 import shlex
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,16 +188,19 @@ class CellProgress:
     prompt: str
     done: int
     total: int
+    failed: int = 0  # shards whose last attempt failed (store failures/), not done since
 
     @property
     def missing(self) -> int:
-        return self.total - self.done
+        return self.total - self.done - self.failed
 
 
-def progress(manifest: Mapping[str, Any], done: set[str]) -> list[CellProgress]:
-    """Shards done and missing per cell, from manifest.json's cells (each lists its shard ids) and the done ids."""
+def progress(manifest: Mapping[str, Any], done: set[str], failed: Iterable[str] = ()) -> list[CellProgress]:
+    """Shards done, failed and missing per cell, from manifest.json's cells (each lists its shard ids), the done
+    ids and the ids whose last attempt failed."""
+    bad = set(failed) - done
     return [CellProgress(c["id"], str(c["model"]), str(c["task"]), str(c["prompt"]),
-                         sum(s in done for s in c["shards"]), len(c["shards"]))
+                         sum(s in done for s in c["shards"]), len(c["shards"]), sum(s in bad for s in c["shards"]))
             for c in manifest.get("cells", [])]
 
 

@@ -162,7 +162,7 @@ def test_status_counts_done_and_missing_shards_per_cell(tmp_path: Path, tiny_con
     out = capsys.readouterr().out
     assert "shards: 6 done, 6 missing, 12 total; cells: 0 of 4 complete" in out
     for c, m in zip(cells, man["cells"], strict=True):
-        assert re.search(rf"\s{c.done}\s+{c.missing}\s+3\s+{m['id']}\n", out)
+        assert re.search(rf"\s{c.done}\s+0\s+{c.missing}\s+3\s+{m['id']}\n", out)
     assert "job: none recorded" in out
 
 
