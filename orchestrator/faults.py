@@ -7,6 +7,8 @@ list of `<kind>@<shard id prefix>` (an empty prefix matches every shard):
                 once per shard: a real process death, as `kill -9` or the kernel's OOM killer would do
     oom@        the shard raises torch's OutOfMemoryError while its batch size is 2 or more
     error@9c1   the shard raises a ValueError on every attempt (a deterministic failure)
+    delay@      the shard sleeps ORCHESTRATOR_FAULTS_DELAY seconds (default 1) first: a sweep slow enough
+                to lose a node in the middle of
 
 "Once" is kept by marker files in ORCHESTRATOR_FAULTS_DIR (required for `kill`), so a restarted worker does
 not fire the same fault again.
@@ -48,6 +50,10 @@ def _first_time(kind: str, shard_id: str) -> bool:
 def before_inference(shard_id: str, batch_size: int) -> None:
     """Faults that strike before a shard's inference (out of memory, a deterministic error)."""
     kinds = _matching(shard_id)
+    if "delay" in kinds:
+        import time
+
+        time.sleep(float(os.environ.get("ORCHESTRATOR_FAULTS_DELAY", "1")))
     if "oom" in kinds and batch_size >= 2:
         import torch
 
