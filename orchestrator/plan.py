@@ -130,10 +130,22 @@ class Plan:
         return self._cells_by_id()[cell_id]
 
     def _cells_by_id(self) -> dict[str, Cell]:
-        return {c.id: c for c in self.cells}
+        # built once per plan (a frozen dataclass, so cached on the instance): lookups are O(1), not O(cells)
+        cached = self.__dict__.get("_by_cell")
+        if cached is None:
+            cached = {c.id: c for c in self.cells}
+            object.__setattr__(self, "_by_cell", cached)
+        return cached
 
     def shards_of(self, cell_id: str) -> list[Shard]:
-        return [s for s in self.shards if s.cell_id == cell_id]
+        """The cell's shards in plan order; O(shards of the cell) after one O(shards) grouping per plan."""
+        groups = self.__dict__.get("_shards_by_cell")
+        if groups is None:
+            groups = {}
+            for s in self.shards:
+                groups.setdefault(s.cell_id, []).append(s)
+            object.__setattr__(self, "_shards_by_cell", groups)
+        return list(groups.get(cell_id, ()))
 
     def shards_by_model(self) -> dict[str, list[Shard]]:
         """Shards grouped by model name, in model order: a worker loads each model once."""
