@@ -1,6 +1,7 @@
-"""The `orchestrator` command: run, plan, zoo, ui, rescore, report, judge, submit, status, logs, stop.
+"""The `orchestrator` command: run, resume, plan, zoo, ui, rescore, report, judge, submit, status, logs, stop.
 
     orchestrator run experiment=demo                 run (or resume) the demo sweep
+    orchestrator resume demo --root results          run a stored sweep's missing and failed shards again
     orchestrator run experiment=demo 'model.sizes=[zoo-3k,zoo-300k]' 'task=[add_3]' 'prompt=[zero_shot]'
     orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
     orchestrator zoo build                           train the embedded model family (CPU, minutes)
@@ -78,7 +79,7 @@ def _prepare(cfg):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.config import ConfigError
-    from orchestrator.sweep import cells_table, run
+    from orchestrator.sweep import run
     from orchestrator.tasks.errors import TaskError
 
     cfg = _load(args)
@@ -93,6 +94,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         from orchestrator.execute import shutdown
 
         shutdown()
+    return _summary(cfg, result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Run a stored sweep again from its manifest: only its missing and failed shards run, into its MLflow runs."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from orchestrator.config import ConfigError
+    from orchestrator.sweep import config_from_store, run
+    from orchestrator.tasks.errors import TaskError
+
+    try:
+        cfg = config_from_store(args.root, args.sweep, args.overrides)
+    except (HydraException, OmegaConfBaseException, ConfigError, TaskError) as e:
+        raise UserError(_explain(e)) from e
+    if cfg.sweep.name != args.sweep:
+        raise UserError(f"{redact_text(args.root)}/{args.sweep}/manifest.json is the sweep {cfg.sweep.name!r} (a "
+                        f"copied folder?): resuming it would write to {cfg.sweep.name!r}; pass "
+                        f"sweep.name={args.sweep} to resume this folder under its own name")
+    if not args.quiet:
+        print(f"resuming sweep {args.sweep} from {redact_text(args.root)}/{args.sweep}: shards in the store are "
+              "kept, only missing and failed ones run")
+    try:
+        result = run(cfg, progress=not args.quiet)
+    except (TaskError, ConfigError) as e:
+        raise UserError(str(e)) from e
+    finally:
+        from orchestrator.execute import shutdown
+
+        shutdown()
+    return _summary(cfg, result)
+
+
+def _summary(cfg, result) -> int:
+    """What `run` and `resume` print when the sweep ends: cells, shards, verdicts, where things are, and, for
+    a partial sweep, each incomplete cell with why and the exact command that resumes it. Returns the exit code."""
+    from orchestrator.analysis.partial import headline, resume_command
+    from orchestrator.sweep import cells_table
+
     table = cells_table(result.cells)
     if not table.empty:
         with _pd_options():
@@ -112,9 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.failed:
         for sid, err in sorted(result.failed.items()):
             print(f"FAILED shard {sid}: {redact_text(err)}", file=sys.stderr)
-        print("re-run the same command to retry only the failed shards", file=sys.stderr)
-        return EXIT_FAILED_SHARDS
-    return 0
+    if result.partial:
+        print(f"\n{headline(result.partial, len(result.plan.cells))} (left out of the curves; verdicts on curves "
+              "that lack them are at most borderline):")
+        for p in result.partial:
+            print(f"  {redact_text(p.describe())}")
+        print(f"resume (runs only the missing and failed shards): "
+              f"{resume_command(result.plan.sweep_id, cfg.storage.root)}")
+    return EXIT_FAILED_SHARDS if result.failed or result.partial else 0
 
 
 def _print_analysis(result) -> None:
@@ -601,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = with_overrides(sub.add_parser("run", help="run or resume a sweep: only missing shards run"))
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
+    rr = sub.add_parser("resume", help="run a stored sweep's missing and failed shards (from its manifest)")
+    rr.add_argument("sweep", help="sweep id (its sweep.name)")
+    rr.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. cluster.num_cpus=4")
+    rr.add_argument("--root", default="results", help="the store root the sweep was written to")
+    rr.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    rr.set_defaults(func=cmd_resume)
     pl = with_overrides(sub.add_parser("plan", help="print the grid: cells, shards, examples, done"))
     pl.add_argument("--shards", action="store_true", help="also list every shard")
     pl.set_defaults(func=cmd_plan)

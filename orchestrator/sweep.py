@@ -18,6 +18,7 @@ import pandas as pd
 
 from orchestrator import __version__
 from orchestrator.analysis.curves import CellResult, Curve, curves
+from orchestrator.analysis.partial import PartialCell, failure_reasons, incomplete_cells, resume_command, tag_value
 from orchestrator.analysis.plots import plot_all
 from orchestrator.analysis.report import Analysis, analyse, build_report
 from orchestrator.config import SweepConfig, to_container
@@ -45,6 +46,7 @@ class SweepResult:
     parent_run_id: str | None = None
     analysis: Analysis | None = None
     report: Path | None = None
+    partial: list[PartialCell] = field(default_factory=list)  # planned cells with a missing or failed shard
 
 
 CODE_VERSION_ENV = "ORCHESTRATOR_CODE_VERSION"
@@ -204,7 +206,7 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
             if interrupted:
                 _end_parent(live, "KILLED")
     status = "FAILED" if report.failed else "FINISHED"
-    result = record(cfg, plan, tasks, store, status=status)
+    result = record(cfg, plan, tasks, store, status=status, failed=report.failed)
     result.shards_run = report.completed
     result.shards_skipped = report.skipped
     result.failed = report.failed
@@ -248,40 +250,48 @@ def _end_parent(live, status: str) -> None:
 
 
 def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore,
-           status: str | None = None) -> SweepResult:
+           status: str | None = None, failed: dict[str, str] | None = None) -> SweepResult:
     """Score finished cells, draw curves, and (re)build the MLflow view. Runs no model.
 
     `status` ends the parent run (FAILED when shards failed); by default FINISHED when every cell is scored.
+    Cells with a missing or failed shard are partial (analysis/partial.py): their reason is the error of
+    `failed` (shard id -> error, this run's) or else of the store's failure records.
     """
-    cells = score_cells(plan, store, tasks, cfg.metrics)
+    done = store.done()
+    cells = score_cells(plan, store, tasks, cfg.metrics, done=done)
+    partial = incomplete_cells(plan, done, {**failure_reasons(store.failures()), **(failed or {})})
     info = metric_info(list(cfg.metrics.names))
     cvs = curves(cells, info, x=cfg.analysis.x)
     out_dir = Path(cfg.sweep.output_dir) / plan.sweep_id
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_all(cvs, out_dir / "curves")
-    table = cells_table(cells)
+    table = cells_table(cells, partial)
     table.to_csv(out_dir / "cells.csv", index=False)
     for p in plots:
         store.write_bytes(f"curves/{p.name}", p.read_bytes())
     store.write_bytes("cells.csv", table.to_csv(index=False).encode())
-    analysis = analyse(cvs, cfg.analysis)
-    extra = write_analysis(analysis, cvs, table, out_dir, plan.sweep_id)
+    analysis = analyse(cvs, cfg.analysis, partial)
+    extra = write_analysis(analysis, cvs, table, out_dir, plan.sweep_id, n_cells=len(plan.cells),
+                           resume=resume_command(plan.sweep_id, cfg.storage.root))
     for p in extra:
         store.write_bytes(f"analysis/{p.relative_to(out_dir)}", p.read_bytes())
     result = SweepResult(
-        plan=plan, cells=cells, curves=cvs, plots=plots, analysis=analysis, report=out_dir / "report.html"
+        plan=plan, cells=cells, curves=cvs, plots=plots, analysis=analysis, report=out_dir / "report.html",
+        partial=partial,
     )
     if cfg.tracking.enabled:
         if status is None:
             status = "FINISHED" if len(cells) == len(plan.cells) else "FAILED"
-        result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status)
+        result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial)
     return result
 
 
 def write_analysis(
-    analysis: Analysis, cvs: list[Curve], table: pd.DataFrame, out_dir: Path, sweep_id: str
+    analysis: Analysis, cvs: list[Curve], table: pd.DataFrame, out_dir: Path, sweep_id: str,
+    n_cells: int | None = None, resume: str | None = None,
 ) -> list[Path]:
-    """Verdict, mirage and prompt-comparison tables, per-task figures and the HTML report."""
+    """Verdict, mirage and prompt-comparison tables, per-task figures and the HTML report (with the partial
+    banner when `analysis.partial` lists incomplete cells, of `n_cells`, and `resume` runs them)."""
     files = []
     for name, frame in (
         ("verdicts", analysis.verdict_table),
@@ -300,14 +310,43 @@ def write_analysis(
         out_dir / "report.html",
         title=f"Sweep {sweep_id}: scaling curves and emergence",
         figures_dir=out_dir / "figures",
+        partial=analysis.partial,
+        n_cells=n_cells,
+        resume=resume,
     )
     files.append(report)
     files.extend(sorted((out_dir / "figures").glob("*.png")))
     return files
 
 
-def track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str = "FINISHED") -> str:
-    """The whole MLflow view from the scored cells: parent, cell runs, curve runs, artifacts; ends with `status`."""
+def track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str = "FINISHED",
+          partial: list[PartialCell] = ()) -> str | None:
+    """_track, or, with MLflow unreachable (or refusing), one warning naming the command that catches up later,
+    and None: the results are in the store already. Every run is found by tag before it is written, so the
+    later pass (`orchestrator sync`) logs nothing twice."""
+    try:
+        return _track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial)
+    except Exception as e:  # noqa: BLE001 - MlflowException, requests' ConnectionError, ...: all mean "not now"
+        from orchestrator.secrets import redact_text
+
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        root = redact_text(cfg.storage.root)
+        log.warning(
+            "MLflow at %s could not be updated (%s: %s). The results are in the store (%s/%s); bring MLflow up "
+            "to date when it is back with: orchestrator sync %s --root %s",
+            redact_text(cfg.tracking.uri), type(e).__name__, redact_text(msg)[:300], root, plan.sweep_id,
+            plan.sweep_id, root,
+        )
+        return None
+
+
+def _track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str = "FINISHED",
+           partial: list[PartialCell] = ()) -> str:
+    """The whole MLflow view from the scored cells: parent, cell runs, curve runs, artifacts; ends with `status`.
+
+    The parent carries the tag `orchestrator.partial` ("k/n cells incomplete") while cells are partial; the
+    tag is removed, from the parent and from each cell run, once they are complete (a resume).
+    """
     from orchestrator.live import log_cell, log_curves, open_parent
     from orchestrator.tracking import Tracker
 
@@ -320,11 +359,32 @@ def track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str 
     tracker.log_artifacts(parent, [p for p in extra if p.suffix != ".png"], "analysis")
     tracker.log_artifacts(parent, [p for p in extra if p.suffix == ".png"], "analysis/figures")
     tracker.finish(parent, {"cells_scored": len(cells), "cells_planned": len(plan.cells)}, status)
+    _mark_partial(tracker, parent, tag_value(partial, len(plan.cells)) if partial else None,
+                  {p.cell_id for p in partial})
     return parent
 
 
-def cells_table(cells: list[CellResult]) -> pd.DataFrame:
+PARTIAL_TAG = "orchestrator.partial"
+
+
+def _mark_partial(tracker, parent: str, text: str | None, partial_cells: set[str]) -> None:
+    """Tag the parent partial (`text`), or untag it; untag cell runs that are no longer partial."""
+    client = tracker.client
+    if text:
+        client.set_tag(parent, PARTIAL_TAG, text)
+    elif PARTIAL_TAG in client.get_run(parent).data.tags:
+        client.delete_tag(parent, PARTIAL_TAG)
+    flt = f"tags.`{PARTIAL_TAG}` LIKE '%' and tags.`mlflow.parentRunId` = '{parent}'"
+    for run in client.search_runs([tracker.experiment_id], filter_string=flt, max_results=10000):
+        if run.data.tags.get("orchestrator.cell_id") not in partial_cells:
+            client.delete_tag(run.info.run_id, PARTIAL_TAG)
+
+
+def cells_table(cells: list[CellResult], partial: list[PartialCell] = ()) -> pd.DataFrame:
     """One row per cell, one column per metric mean: the terminal summary and cells.csv.
+
+    With `partial` cells, each gets a row too, without scores, and two columns say which rows are partial:
+    `shards` (done/total) and `partial` (why; empty for complete cells).
 
     `shots_dropped` and `truncated` count the cell's examples that lost exemplars,
     or whose prompt the model did not read whole, to fit the context.
@@ -332,7 +392,7 @@ def cells_table(cells: list[CellResult]) -> pd.DataFrame:
 
     Checkpoints of one model share `params`; their `train_step` gets a column and orders them.
     """
-    steps = any(c.train_step is not None for c in cells)
+    steps = any(c.train_step is not None for c in [*cells, *partial])
     nodes = any(c.nodes is not None for c in cells)
     rows = []
     for c in cells:
@@ -344,7 +404,13 @@ def cells_table(cells: list[CellResult]) -> pd.DataFrame:
         if nodes:
             row["nodes"] = c.nodes
         row.update({m: s["mean"] for m, s in c.scores.items()})
+        if partial:
+            row.update({"shards": "complete", "partial": ""})
         rows.append(row)
+    for p in partial:
+        rows.append({"model": p.model, "params": p.params, **({"train_step": p.train_step} if steps else {}),
+                     "task": p.task, "prompt": p.prompt, "shards": f"{p.shards_done}/{p.shards_total}",
+                     "partial": p.why})
     df = pd.DataFrame(rows)
     if not df.empty:
         df = df.sort_values(["task", "prompt", "params", *(["train_step"] if steps else [])]).reset_index(drop=True)

@@ -6,7 +6,9 @@ writes an HTML file that opens without a server or a network: the verdict
 and mirage tables first (the answer to "is it emergent, or is it the metric?"),
 the prompt comparison, then per task the curves, interactive with plotly
 (plotly.js inlined once) or, where plotly is missing, as PNGs embedded in
-base64.
+base64. A sweep with incomplete cells (analysis/partial.py) opens with a
+banner naming them and the command that resumes it, and each task's curves
+say which sizes they leave out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import base64
 import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from orchestrator.analysis.compare import compare_prompts
 from orchestrator.analysis.curves import Curve
 from orchestrator.analysis.mirage import mirage_table
 from orchestrator.analysis.mirage import summary as mirage_summary
+from orchestrator.analysis.partial import PartialCell, headline
 from orchestrator.analysis.verdicts import Verdict, format_params, judge_all, verdict_table
 from orchestrator.config import AnalysisConfig
 
@@ -39,12 +42,18 @@ class Analysis:
     mirage: pd.DataFrame
     comparison: pd.DataFrame
     summary: str
+    partial: list[PartialCell] = field(default_factory=list)  # the sweep's incomplete cells, left off the curves
 
 
-def analyse(curves: Sequence[Curve], cfg: AnalysisConfig | None = None) -> Analysis:
-    """Judge every curve and build the mirage table and the prompt-style comparison."""
+def analyse(
+    curves: Sequence[Curve], cfg: AnalysisConfig | None = None, partial: Sequence[PartialCell] = ()
+) -> Analysis:
+    """Judge every curve and build the mirage table and the prompt-style comparison.
+
+    `partial` are the sweep's incomplete cells: the verdicts of curves that lack one of them say so.
+    """
     cfg = cfg or AnalysisConfig()
-    verdicts = judge_all(curves, cfg)
+    verdicts = judge_all(curves, cfg, partial)
     mirage = mirage_table(curves, verdicts, cfg.partners)
     return Analysis(
         verdicts=verdicts,
@@ -52,6 +61,7 @@ def analyse(curves: Sequence[Curve], cfg: AnalysisConfig | None = None) -> Analy
         mirage=mirage,
         comparison=compare_prompts(curves, verdicts, reference=cfg.reference_prompt, min_effect=cfg.min_effect),
         summary=mirage_summary(mirage, verdicts),
+        partial=list(partial),
     )
 
 
@@ -82,6 +92,7 @@ VERDICT_COLUMNS = [
     ("normalized_last", "normalised (largest)"),
     ("interval_width", "CI width"),
     ("max_gap_decades", "max gap (dec)"),
+    ("missing_sizes", "missing sizes"),
     ("reason", "reason"),
     ("margins", "margin to each rule"),
     ("caveats", "caveats"),
@@ -133,8 +144,15 @@ def build_report(
     *,
     use_plotly: bool | None = None,
     figures_dir: Path | None = None,
+    partial: Sequence[PartialCell] = (),
+    n_cells: int | None = None,
+    resume: str | None = None,
 ) -> Path:
     """Write the report to `out_path` and return it.
+
+    `partial` (the sweep's incomplete cells, of `n_cells` planned) opens the report with a banner listing
+    them and `resume`, the command that runs their missing shards; each task's curves name the sizes they
+    leave out.
 
     `use_plotly` None means "if importable"; False embeds matplotlib PNGs.
     With `figures_dir`, the per-task PNGs (figures.plot_tasks) are also
@@ -155,6 +173,7 @@ def build_report(
         f"<title>{_e(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+        _partial_banner(partial, n_cells, resume),
         f'<p class="meta">{len(curves)} curves, {len({c.task for c in curves})} tasks, '
         f"{len({c.prompt for c in curves})} prompt styles; written "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
@@ -175,6 +194,10 @@ def build_report(
     first = True
     for task, group in sorted(by_task.items()):
         parts.append(f'<h3 id="task-{_e(task)}">{_e(task)}</h3>')
+        left_out = [p for p in partial if p.task == task]
+        if left_out:
+            parts.append('<p class="partial-note">Left out of these curves (incomplete cells): '
+                         + _e("; ".join(p.describe() for p in left_out)) + "</p>")
         if use_plotly:
             parts.append(_plotly_task(group, include_js=first))
         else:
@@ -302,6 +325,17 @@ def _table(
     return f'<table id="{_e(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _partial_banner(partial: Sequence[PartialCell], n_cells: int | None, resume: str | None) -> str:
+    """'partial: k of n cells incomplete', each cell with shards done and why, and the resume command."""
+    if not partial:
+        return ""
+    items = "".join(f"<li>{_e(p.describe())}</li>" for p in partial)
+    cmd = f"<p>Resume (runs only the missing and failed shards): <code>{_e(resume)}</code></p>" if resume else ""
+    return (f'<div class="partial" id="partial-banner"><p><b>{_e(headline(partial, n_cells or len(partial)))}'
+            "</b>: these cells are left out of the curves, and verdicts on curves that lack them are at most "
+            f"borderline.</p><ul>{items}</ul>{cmd}</div>")
+
+
 def _counts(vt: pd.DataFrame) -> str:
     if vt.empty:
         return ""
@@ -372,5 +406,7 @@ td.label{font-weight:600}
 td.emergent{background:#fde2e1}td.smooth{background:#e3f1e3}td.flat{background:#f1f1f1}
 td.inverse{background:#fff1d6}td.u_shaped{background:#e6e1f5}
 .meta{color:#666;font-size:.85rem}.empty{color:#888}
+.partial{background:#fff3cd;border:1px solid #e0b000;padding:.4rem .8rem;margin:.8rem 0}
+.partial-note{color:#8a5a00;font-size:.85rem}
 img{max-width:100%}
 """

@@ -81,7 +81,8 @@ fired, or the largest shortfall of a rule that did not fire (all its failed
 checks would have to pass to change the label; a near miss of rule 1 counts
 only when, past it, the curve would not be a clear flat anyway). Counts
 (sizes, dip sizes) are never close. An emergent call that rests on the largest size alone is
-borderline too. Otherwise "clear".
+borderline too, and so is every verdict on a curve that lacks a size the sweep planned (its cell has a
+missing or failed shard: analysis/partial.py), with a caveat naming the missing sizes. Otherwise "clear".
 
 **Transition scale** (`transition_index`): the smallest size from which the
 score stays reliably above chance (or above the first size), by the same
@@ -105,6 +106,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis.curves import Curve
+from orchestrator.analysis.partial import PartialCell, missing_caveat, missing_for
 from orchestrator.analysis.scores import bigbench_normalized, emergence_score, linearity, total_change, trend_lag
 from orchestrator.config import AnalysisConfig
 
@@ -178,6 +180,7 @@ class Verdict:
     alt_confidence: str = ""
     alt_reason: str = ""
     caveats: tuple[str, ...] = field(default_factory=tuple)
+    missing_sizes: str = ""  # planned sizes whose cells are incomplete (analysis/partial.py), "" when none
 
     @property
     def key(self) -> str:
@@ -187,8 +190,13 @@ class Verdict:
 # --------------------------------------------------------------------------- public API
 
 
-def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
-    """Label one curve by the rules in this module's docstring and return the numbers behind the label."""
+def judge(curve: Curve, cfg: AnalysisConfig | None = None, missing: Sequence[PartialCell] = ()) -> Verdict:
+    """Label one curve by the rules in this module's docstring and return the numbers behind the label.
+
+    `missing` are the planned sizes of this curve whose cells are incomplete (partial.missing_for): the label
+    is what the sizes present say, with a caveat naming the missing ones and its confidence capped at
+    borderline, since a size that is not there can move a floor, a jump or a dip.
+    """
     cfg = cfg or AnalysisConfig()
     if cfg.continuous_axis not in ("linear", "power_law"):
         raise ValueError(
@@ -223,6 +231,9 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
             "the curve's own lowest level (give the chance score, e.g. judge --chance TASK=VALUE)"
         )
     alt_d = _decide(x, alt, models, cfg, []) if alt is not None and n >= 2 else None
+    if missing:
+        caveats.append(missing_caveat(missing, n))
+        confidence = "borderline"
 
     s, o_raw = primary.u, _oriented_raw(y, curve.higher_is_better)
     decades = np.diff(np.log10(x)) if n > 1 else np.array([])
@@ -267,15 +278,18 @@ def judge(curve: Curve, cfg: AnalysisConfig | None = None) -> Verdict:
         normalized_last=_normalized(curve, y[-1]) if n else math.nan,
         alt_axis="" if alt_d is None else alt.name,  # type: ignore[union-attr]
         alt_label="" if alt_d is None else alt_d.label,
-        alt_confidence="" if alt_d is None else alt_d.confidence,
+        alt_confidence="" if alt_d is None else "borderline" if missing else alt_d.confidence,
         alt_reason="" if alt_d is None else alt_d.reason,
         caveats=tuple(caveats),
+        missing_sizes=", ".join(p.model for p in missing),
     )
 
 
-def judge_all(curves: Sequence[Curve], cfg: AnalysisConfig | None = None) -> list[Verdict]:
-    """`judge` every curve, in the curves' order."""
-    return [judge(c, cfg) for c in curves]
+def judge_all(
+    curves: Sequence[Curve], cfg: AnalysisConfig | None = None, partial: Sequence[PartialCell] = ()
+) -> list[Verdict]:
+    """`judge` every curve, in the curves' order; `partial` lists the sweep's incomplete cells (none by default)."""
+    return [judge(c, cfg, missing_for(c.task, c.prompt, partial)) for c in curves]
 
 
 def transition_index(curve: Curve, min_effect: float = 0.0) -> int | None:
