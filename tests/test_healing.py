@@ -64,6 +64,20 @@ def test_killed_worker_oom_and_a_permanent_error_heal_or_fail_alone(tmp_path, ti
     pd.testing.assert_frame_equal(stored[~stored["shard_id"].isin([oom])].reset_index(drop=True),
                                   ours[same].reset_index(drop=True))
     assert (stored["shard_id"] == oom).sum() == 4  # the OOM shard succeeded after its batch halved
+    # the broken shard's cell is partial everywhere a user looks: result, report, MLflow
+    broken_cell = next(s.cell_id for s in faulty.plan.shards if s.id == broken)
+    assert [(p.cell_id, p.shards) for p in faulty.partial] == [(broken_cell, "3/4 shards")]
+    assert "ValueError" in (faulty.partial[0].reason or "")
+    html = faulty.report.read_text()
+    assert "partial: 1 of 2 cells incomplete" in html and "orchestrator resume heal" in html
+    import mlflow
+
+    mlflow.set_tracking_uri(load(overrides).tracking.uri)
+    runs = mlflow.search_runs(experiment_names=["heal"])
+    parent = runs[runs["tags.orchestrator.kind"] == "sweep"].iloc[0]
+    assert parent["status"] == "FAILED" and parent["tags.orchestrator.partial"] == "1/2 cells incomplete"
+    cell_run = runs[runs["tags.orchestrator.cell_id"] == broken_cell].iloc[0]
+    assert cell_run["status"] == "FAILED" and cell_run["metrics.shards_failed"] == 1
 
     # status shows the failed shard with its reason; the next run (fault gone) heals it and clears the record
     assert main(["status", "heal", f"storage.root={tmp_path / 'store'}"]) == 0
