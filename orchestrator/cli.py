@@ -49,7 +49,12 @@ def _load(args: argparse.Namespace):
     from orchestrator.config import ConfigError, load
 
     try:
-        return load(args.overrides, Path(args.config_dir) if args.config_dir else None)
+        cfg = load(args.overrides, Path(args.config_dir) if args.config_dir else None)
+        if getattr(args, "preflight", False):  # `run`: store writable, cluster and tracking answer, context fits
+            from orchestrator.preflight import preflight
+
+            preflight(cfg)
+        return cfg
     except (HydraException, OmegaConfBaseException, ConfigError) as e:
         raise UserError(_explain(e)) from e
 
@@ -646,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = with_overrides(sub.add_parser("run", help="run or resume a sweep: only missing shards run"))
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, preflight=True)
     rr = sub.add_parser("resume", help="run a stored sweep's missing and failed shards (from its manifest)")
     rr.add_argument("sweep", help="sweep id (its sweep.name)")
     rr.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. cluster.num_cpus=4")

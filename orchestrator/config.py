@@ -8,6 +8,7 @@ value and the fix.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -232,8 +233,66 @@ PROMPT_STYLES = ("zero_shot", "k_shot", "chain_of_thought", "multiple_choice", "
 TASK_SOURCES = ("bigbench", "synthetic", "jsonl")
 
 
+def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """(dotted key, close known keys) for every key under a schema node that its dataclass does not declare.
+
+    Hydra's `+key=value` adds a key even to a structured node (it opens the struct
+    flag to add it), and `OmegaConf.to_object` then drops it without a word; so a
+    typo added with `+` (`+backend.batchsize=4`) would silently do nothing.
+    """
+    from dataclasses import fields, is_dataclass
+
+    out: list[tuple[str, list[str]]] = []
+    if not isinstance(node, DictConfig):
+        return out
+    kind = OmegaConf.get_type(node)
+    known = [f.name for f in fields(kind)] if kind is not None and is_dataclass(kind) else None
+    for key in node.keys():
+        name = f"{prefix}{key}"
+        if known is not None and key not in known:
+            out.append((name, difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)))
+            continue
+        out.extend(unknown_keys(node._get_node(key), f"{name}."))  # type: ignore[union-attr]
+    return out
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not declare (see `unknown_keys`), naming the closest known one."""
+    found = [(k, close) for k, close in unknown_keys(cfg) if k != "hydra" and not k.startswith("hydra.")]
+    if not found:
+        return
+    key, close = found[0]
+    value = OmegaConf.select(cfg, key, default=None)
+    fix = (f"did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}?" if close
+           else "remove it (see the dataclasses in orchestrator/config.py for the keys each section takes)")
+    more = f" (and {len(found) - 1} more unknown: {', '.join(k for k, _ in found[1:])})" if len(found) > 1 else ""
+    raise ConfigError(f"{key}={value!r} is not a config key, so it would be ignored: {fix}{more}")
+
+
+_LOCAL_PREFIXES = ("/", "~", ".")
+
+
+def looks_local(path: str) -> bool:
+    """A model path meant as a folder on disk: starts with / ~ . or has 2+ slashes (a hub id has one at most)."""
+    return "://" not in path and (path.startswith(_LOCAL_PREFIXES) or path.count("/") >= 2)
+
+
+def model_key(path: str) -> str:
+    """The same model however its path is spelled: a folder normalised and absolute, a hub id without a slash at
+    the end, so `/m/x`, `/m/x/` and `/m/./x` are one model."""
+    if looks_local(path):
+        return os.path.abspath(os.path.expanduser(path))
+    return path.rstrip("/")
+
+
+DTYPES = ("auto", "float32", "float", "bfloat16", "float16", "half", "float64", "double")
+_DEVICE = re.compile(r"^(?:auto|cpu|mps|cuda(?::\d+)?)$")
+
+
 def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
     """Check what types cannot; return the config as a plain SweepConfig object."""
+    if isinstance(cfg, DictConfig):
+        check_known_keys(cfg)
     sc: SweepConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg  # type: ignore[assignment]
     if not _NAME.match(sc.sweep.name):
         raise ConfigError(
@@ -261,13 +320,24 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
     seen: dict[tuple[str, str], str] = {}
     for name in sc.model.sizes:
         m = sc.model.catalog[name]
-        key = (m.path, m.revision)
+        key = (model_key(m.path), m.revision)
         if key in seen:
+            other = sc.model.catalog[seen[key]].path
+            same = f"the same path {m.path!r}" if other == m.path else f"paths {other!r} and {m.path!r}, one folder,"
             raise ConfigError(
-                f"model.sizes has {seen[key]!r} and {name!r} with the same path {m.path!r} and revision "
-                f"{m.revision!r}: they are one model; drop one or give it its own revision"
+                f"model.sizes has {seen[key]!r} and {name!r} with {same} and revision "
+                f"{m.revision!r}: they are one model and would run twice; drop one from model.sizes or give it its "
+                "own revision"
             )
         seen[key] = name
+    dtype = sc.model.dtype.lower().removeprefix("torch.")
+    if dtype not in DTYPES:
+        close = difflib.get_close_matches(dtype, DTYPES, n=1)
+        raise ConfigError(f"model.dtype={sc.model.dtype!r} is not a dtype a model loads in: use "
+                          f"{'model.dtype=' + close[0] + ' or ' if close else ''}one of {', '.join(DTYPES)}")
+    if not _DEVICE.match(sc.backend.device):
+        raise ConfigError(f"backend.device={sc.backend.device!r} is not a device: use auto (the GPU when there is "
+                          "one), cpu, cuda, cuda:N or mps")
     if not sc.tasks:
         raise ConfigError("no tasks selected: pick some with e.g. 'task=[add_2,add_4]'")
     if not sc.prompts:
@@ -281,6 +351,14 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
             raise ConfigError(f"tasks.{tname}.generator is missing: e.g. tasks.{tname}.generator=addition")
         if t.limit is not None and t.limit < 1:
             raise ConfigError(f"tasks.{tname}.limit={t.limit} must be >= 1 or null")
+        if t.source == "synthetic":
+            from orchestrator.tasks.synthetic import MAX_N
+
+            if t.n > MAX_N:
+                raise ConfigError(
+                    f"tasks.{tname}.n={t.n} is more than a synthetic task makes ({MAX_N:,} at most: every example "
+                    f"is generated and planned in memory before any shard runs); use tasks.{tname}.n={MAX_N} or less"
+                )
     for pname, p in sc.prompts.items():
         if p.style not in PROMPT_STYLES:
             raise ConfigError(f"prompts.{pname}.style={p.style!r} is unknown; use one of {PROMPT_STYLES}")
@@ -292,8 +370,12 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
             raise ConfigError(f"prompts.{pname}.template is missing: e.g. '{{input}}\\nA:'")
         if p.max_new_tokens < 1:
             raise ConfigError(f"prompts.{pname}.max_new_tokens={p.max_new_tokens} must be >= 1")
+        check_budget(pname, p.max_new_tokens, sc.backend.max_length, "backend.max_length")
     if sc.backend.name not in ("transformers", "vllm"):
         raise ConfigError(f"backend.name={sc.backend.name!r} is unknown; use transformers or vllm")
+    if sc.backend.max_length is not None and sc.backend.max_length < 2:
+        raise ConfigError(f"backend.max_length={sc.backend.max_length} must be >= 2 (a prompt and one new token), "
+                          "or null for the model's own context")
     if sc.backend.batch_size < 1:
         raise ConfigError(f"backend.batch_size={sc.backend.batch_size} must be >= 1")
     if sc.cluster.cpus_per_model <= 0:
@@ -306,6 +388,16 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
     _check_x(sc)
     _check_storage(sc)
     return sc
+
+
+def check_budget(prompt: str, max_new_tokens: int, context: int | None, source: str) -> None:
+    """Generation must leave room for a prompt: max_new_tokens below the context (prompt + generated tokens)."""
+    if context is not None and max_new_tokens >= context:
+        raise ConfigError(
+            f"prompts.{prompt}.max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of "
+            f"{context} tokens ({source}): set prompts.{prompt}.max_new_tokens below {context} "
+            f"(e.g. {max(1, min(context // 4, 256))})"
+        )
 
 
 def _check_storage(sc: SweepConfig) -> None:

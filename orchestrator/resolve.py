@@ -34,7 +34,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from orchestrator.config import ConfigError, ModelFamily, ModelSize
+from orchestrator.config import ConfigError, ModelFamily, ModelSize, SweepConfig, check_budget, looks_local
 from orchestrator.plan import Resolved
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,78 @@ def resolve_model(
     if family.build == "zoo":
         return _zoo_member(name, Path(path), size.revision)
     if os.path.isdir(path):
+        _check_folder(name, size.path, Path(path))
         fingerprint, note = folder_fingerprint(Path(path))
         return Resolved(size.revision, fingerprint, note)
+    if looks_local(size.path):
+        what = "is a file, not a model folder" if os.path.exists(path) else f"does not exist ({os.path.abspath(path)})"
+        raise ModelResolutionError(
+            f"model.catalog.{name}.path={size.path!r} {what}: a path starting with / ~ . or holding two slashes "
+            "is a local folder, not a hub id; fix the path, put the model (config.json and *.safetensors) there, "
+            "or give a hub id such as EleutherAI/pythia-70m"
+        )
     return _hub(name, size, offline, cache_dir)
+
+
+def _check_folder(name: str, given: str, path: Path) -> None:
+    """A local model folder must hold a config and safetensors weights (pickle checkpoints are refused on load)."""
+    files = {f.name for f in path.iterdir()}
+    if "config.json" not in files:
+        raise ModelResolutionError(
+            f"model.catalog.{name}.path={given!r} holds no config.json: not a Hugging Face model folder; point it "
+            "at the folder save_pretrained wrote"
+        )
+    if not any(f.endswith((".safetensors", ".safetensors.index.json")) for f in files):
+        raise ModelResolutionError(
+            f"model.catalog.{name}.path={given!r} has no *.safetensors weights (pickle checkpoints such as "
+            "pytorch_model.bin are refused: loading one runs code); convert it with save_pretrained("
+            "safe_serialization=True) or pick a revision that ships safetensors"
+        )
+
+
+CONTEXT_KEYS = ("n_positions", "max_position_embeddings", "n_ctx")  # as the transformers backend reads them
+
+
+def local_context(path: str) -> int | None:
+    """The positions a local model declares in its config.json, or None (a hub id, no config, no such key)."""
+    import json
+
+    if not looks_local(path):
+        return None
+    try:
+        cfg = json.loads((Path(os.path.expanduser(path)) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for key in CONTEXT_KEYS:
+        value = cfg.get(key) if isinstance(cfg, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(cfg: SweepConfig) -> None:
+    """Before any shard: backend.max_length within each local model's declared context, and every prompt's
+    max_new_tokens below the context it runs in (backend.max_length, else the model's own).
+
+    A longer max_length would index past the position embeddings inside the workers
+    (`IndexError: index out of range in self`); a budget at or above the context
+    leaves no room for a prompt, and every shard fails.
+    """
+    for name in cfg.model.sizes:
+        size = cfg.model.catalog[name]
+        declared = local_context(size.path)
+        if declared is None:
+            continue
+        configured = cfg.backend.max_length
+        if configured is not None and configured > declared:
+            raise ConfigError(
+                f"backend.max_length={configured} exceeds the {declared} positions model.catalog.{name} "
+                f"({size.path}) declares in its config.json: inputs that long would index past its position "
+                f"embeddings; set backend.max_length={declared} or less, or leave it unset (null)"
+            )
+        if configured is None:
+            for pname, p in sorted(cfg.prompts.items()):
+                check_budget(pname, p.max_new_tokens, declared, f"model.catalog.{name}'s own context")
 
 
 # -- zoo ----------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def _synthetic(name: str, cfg: TaskConfig) -> Task:
         )
     if not synthetic.MIN_DIGITS <= cfg.digits <= synthetic.MAX_DIGITS:
         raise ConfigError(f"tasks.{name}.digits={cfg.digits} is outside {synthetic.MIN_DIGITS}..{synthetic.MAX_DIGITS}")
-    if cfg.n < 1:
-        raise ConfigError(f"tasks.{name}.n={cfg.n} must be >= 1")
+    if not 1 <= cfg.n <= synthetic.MAX_N:
+        raise ConfigError(f"tasks.{name}.n={cfg.n} is outside 1..{synthetic.MAX_N} (synthetic.MAX_N: every example "
+                          f"is generated and planned in memory before any shard runs)")
     return synthetic.generate(name, cfg.generator, cfg.digits, cfg.n, cfg.seed)

@@ -30,7 +30,7 @@ import re
 from typing import Any
 
 from orchestrator import store
-from orchestrator.tasks.errors import TaskError
+from orchestrator.tasks.errors import TaskError, lone_surrogate, undecodable
 from orchestrator.tasks.task import Example, Task
 
 # bigbench/api/json_task.py: GENERATIVE_METRICS, SCORING_METRICS, MULTIPLE_CHOICE_METRICS.
@@ -185,12 +185,19 @@ def _read_json(url: str) -> Any:
         text = store.read_text(url)
     except FileNotFoundError as e:
         raise TaskError(f"{url}: no such file (a BIG-bench task is a task.json or a folder holding one)") from e
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise undecodable(url, e) from e
+    except OSError as e:
         raise TaskError(f"{url}: cannot read the task file: {e}") from e
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TaskError(f"{url}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+    bad = lone_surrogate(data)
+    if bad:
+        raise TaskError(f"{url}: field {bad} is a lone surrogate escape (\\ud800-\\udfff without its pair), "
+                        "not text; fix or remove that escape")
+    return data
 
 
 def _metrics(data: dict, url: str) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import json
 from typing import Any
 
 from orchestrator import store
-from orchestrator.tasks.errors import TaskError
+from orchestrator.tasks.errors import TaskError, lone_surrogate, undecodable
 from orchestrator.tasks.task import Example, Task
 
 FIELDS = ("input", "target", "choices", "reasoning", "subtask")
@@ -44,7 +44,9 @@ def load(name: str, url: str) -> Task:
         text = store.read_text(url)
     except FileNotFoundError as e:
         raise TaskError(f"{url}: no such file") from e
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise undecodable(url, e) from e
+    except OSError as e:
         raise TaskError(f"{url}: cannot read the task file: {e}") from e
     examples: list[Example] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -55,6 +57,10 @@ def load(name: str, url: str) -> Task:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise TaskError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from e
+        bad = lone_surrogate(obj)
+        if bad:
+            raise TaskError(f"{where}: field {bad} is a lone surrogate escape (\\ud800-\\udfff without its "
+                            "pair), not text; fix or remove that escape")
         examples.append(_example(len(examples), obj, where))
     if not examples:
         raise TaskError(f"{url}: no examples: the file has no non-blank lines")

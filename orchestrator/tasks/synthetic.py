@@ -30,6 +30,10 @@ GENERATORS: dict[str, tuple[str, int]] = {
     "modified_multiplication": ("multiplication", 1),
 }
 MIN_DIGITS, MAX_DIGITS = 1, 5
+# The most examples one synthetic task makes. Every example is generated, hashed and planned in the driver's
+# memory before any model runs, at about 70 us and 1.8 KB each (with its worked solution and options): 10^5 is
+# ~7 s and ~200 MB before the first shard (100x a BIG-bench arithmetic task); 10^8 would be hours and 180 GB.
+MAX_N = 100_000
 N_OPTIONS = 4
 _PLACES = ("Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands")
 
@@ -45,8 +49,8 @@ def generate(name: str, generator: str, digits: int, n: int, seed: int) -> Task:
         raise ValueError(f"unknown synthetic generator {generator!r}; use one of {sorted(GENERATORS)}")
     if not MIN_DIGITS <= digits <= MAX_DIGITS:
         raise ValueError(f"digits={digits} is outside {MIN_DIGITS}..{MAX_DIGITS}")
-    if n < 1:
-        raise ValueError(f"n={n} must be >= 1")
+    if not 1 <= n <= MAX_N:
+        raise ValueError(f"n={n} is outside 1..{MAX_N}")
     operation, offset = GENERATORS[generator]
     rng = random.Random(seed)
     option_rng = random.Random(f"options:{generator}:{digits}:{seed}")
