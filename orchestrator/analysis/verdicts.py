@@ -577,8 +577,9 @@ def _decide(
             return done(
                 "u_shaped",
                 (
-                    f"declines reliably from {_size(x[0])} to a minimum at {_size(x[m])}, then rises reliably to "
-                    f"{_size(x[-1])}; {below} interior sizes lie reliably below both ends (sustained)"
+                    f"worsens reliably from {_size(x[0])} to a minimum at {_size(x[m])} on the {ax.name} axis, "
+                    f"then improves reliably to {_size(x[-1])}; {below} interior sizes lie reliably below both ends "
+                    "(sustained)"
                 ),
                 u_checks,
             )
@@ -614,7 +615,7 @@ def _decide(
             return done(
                 "inverse",
                 (
-                    f"inverted U: rises to a peak at {_size(x[pk])}, then declines reliably to {_size(x[-1])}, "
+                    f"inverted U: improves to a peak at {_size(x[pk])}, then worsens reliably to {_size(x[-1])}, "
                     f"giving back {give_back:.0%} of the rise (inverse scaling past the peak)"
                 ),
                 iu,
@@ -622,7 +623,7 @@ def _decide(
         tried.append(("inverted U", iu))
         if st.above(pk, n - 1) and float(u[pk] - u[-1]) >= ax.min_effect:
             caveats.append(
-                f"declines reliably after its peak at {_size(x[pk])} ({give_back:.0%} of the rise given back, "
+                f"worsens reliably after its peak at {_size(x[pk])} ({give_back:.0%} of the rise given back, "
                 f"{after} size(s) reliably below the peak): not inverse scaling, which needs "
                 f"{cfg.inverse_fraction:.0%} and {cfg.dip_sizes} sizes"
             )
@@ -687,7 +688,7 @@ def _decide(
             "emergent",
             (
                 f"near {'chance' if ax.has_chance else 'its floor'} for the first {k} sizes (up to {_size(x[j])}, "
-                f"{delay:.0%} of the rise behind a steady per-decade trend), then rises reliably to "
+                f"{delay:.0%} of the rise behind a steady per-decade trend), then improves reliably to "
                 f"{_size(x[top])} ({gain:+.3g} on the {ax.name} axis); {score_txt}"
             ),
             em,
@@ -703,7 +704,7 @@ def _decide(
         shape.append(f"not monotone (Spearman rho {_num(rho)})")
     if not (math.isfinite(r2) and r2 >= cfg.smooth_r2):
         shape.append(f"not linear in log-x (R^2 {_num(r2)})")
-    head = "rises reliably but " + ", ".join(shape) if shape else "rises reliably and roughly linearly in log-x"
+    head = "improves reliably but " + ", ".join(shape) if shape else "improves reliably and roughly linearly in log-x"
     return done(
         "smooth",
         (f"{head}: {float(u[-1] - u[0]):+.3g} on the {ax.name} axis; not emergent ({'; '.join(short)}); {score_txt}"),
