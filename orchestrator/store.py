@@ -4,12 +4,24 @@ Layout under `root` (a folder, s3://bucket/prefix, gs://..., memory://...):
     {sweep_id}/manifest.json                the resolved config, code version and plan
     {sweep_id}/shards/{shard_id}.parquet    one finished shard: present means done
     {sweep_id}/failures/{shard_id}.json     a shard whose last attempt failed: error, attempts, node
+    {sweep_id}/quarantine/{shard_id}.{time}.parquet   a damaged shard file, moved aside (then recomputed)
     {sweep_id}/curves/...                   plots and tables made from the shards
 
 A reader never sees a partial file: on a local disk a shard is written to a
 temporary name in the same folder and renamed (atomic on POSIX); on object
 stores it is one PUT of the finished bytes. This is the only module that
 imports fsspec.
+
+Every shard file says what it holds in its parquet key-value metadata
+(`orchestrator.shard_id`, `orchestrator.rows`, `orchestrator.sha256`). The
+checksum is the sha256 of the rows' canonical JSON (`table.to_pylist()`,
+sorted keys), not of the file bytes: a file cannot hold its own hash, and the
+JSON of the rows survives parquet's round trip where Arrow's IPC bytes do not
+(nested field names and chunking change). `verify` checks the listing's sizes
+and the footers (cheap, before a run); `read_shards` also checks every row.
+A file that fails is moved to quarantine/ and is missing from then on, so the
+next run recomputes it. Files written before this metadata existed are
+checked by their `shard_id` column and row count only.
 
 Object stores need their fsspec package, installed as an extra
 (`pip install 'orchestrator[s3]'` for s3fs, `orchestrator[gcs]` for gcsfs);
@@ -25,10 +37,13 @@ import fnmatch
 import hashlib
 import io
 import json
+import logging
 import os
 import posixpath
+import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
@@ -40,7 +55,13 @@ from fsspec.registry import known_implementations
 
 from orchestrator.config import ConfigError
 
+log = logging.getLogger(__name__)
+
 TMP_PREFIX = ".tmp-"
+META_SHARD_ID = b"orchestrator.shard_id"
+META_ROWS = b"orchestrator.rows"
+META_SHA256 = b"orchestrator.sha256"
+MIN_PARQUET_BYTES = 12  # "PAR1" + footer length + "PAR1": anything smaller cannot be a parquet file
 # protocol -> (the package that implements it, the extra that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "s3": ("s3fs", "s3"),
@@ -183,31 +204,126 @@ class SweepStore:
         return join(self.url, "shards", f"{shard_id}.parquet")
 
     def write_shard(self, shard_id: str, rows: list[dict[str, Any]]) -> str:
-        """Write one finished shard atomically; return the sha256 of the file written. Rows are Record dicts."""
+        """Write one finished shard atomically, with its shard id, row count and rows' checksum in the parquet
+        metadata; return the sha256 of the file written. Rows are Record dicts."""
         table = pa.Table.from_pylist(rows)
+        table = table.replace_schema_metadata({
+            **(table.schema.metadata or {}),
+            META_SHARD_ID: shard_id.encode(),
+            META_ROWS: str(table.num_rows).encode(),
+            META_SHA256: rows_checksum(table).encode(),
+        })
         buf = io.BytesIO()
         pq.write_table(table, buf)
         data = buf.getvalue()
         _write_atomic(self.fs, f"{self._path}/shards/{shard_id}.parquet", data)
         return hashlib.sha256(data).hexdigest()
 
-    def done(self) -> set[str]:
-        """Ids of the shards whose files exist (temporary files are not shards)."""
+    def _listing(self) -> dict[str, int]:
+        """Shard id -> file size in bytes, from one listing (temporary files are not shards)."""
         shards_dir = f"{self._path}/shards"
         self.fs.invalidate_cache(shards_dir)  # s3fs/gcsfs cache listings: other processes write shards too
         if not self.fs.exists(shards_dir):
-            return set()
-        names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(shards_dir, detail=False)]
-        return {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and not n.startswith(TMP_PREFIX)}
+            return {}
+        out = {}
+        for e in self.fs.ls(shards_dir, detail=True):
+            name = e["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(".parquet") and not name.startswith(TMP_PREFIX) and e.get("type", "file") == "file":
+                out[name[: -len(".parquet")]] = int(e.get("size") or 0)
+        return out
 
-    def read_shards(self, shard_ids: Iterable[str]) -> pd.DataFrame:
-        frames = []
+    def done(self) -> set[str]:
+        """Ids of the shards whose files exist (temporary files are not shards)."""
+        return set(self._listing())
+
+    def verify(self, shard_ids: Iterable[str], expected_rows: dict[str, int] | None = None) -> list[str]:
+        """Check finished shards before trusting them; quarantine and return the ids of the bad ones.
+
+        Cheap first: the listing's sizes (a file under 12 bytes is bad without a read), then each footer
+        (row count, and the shard id and row count the file says it holds; an old file without them: its
+        `shard_id` column). Footers are read in parallel on object stores. Rows' checksums are checked when
+        the rows are read (read_shards).
+        """
+        sizes = self._listing()
+        ids = [i for i in shard_ids if i in sizes]
+        bad = {i: f"{sizes[i]} bytes" for i in ids if sizes[i] < MIN_PARQUET_BYTES}
+        todo = [i for i in ids if i not in bad]
+        expected_rows = expected_rows or {}
+
+        def check(sid: str) -> tuple[str, str | None]:
+            try:
+                return sid, self._check_footer(sid, expected_rows.get(sid))
+            except Exception as e:  # noqa: BLE001 - any read error means the file cannot be trusted
+                return sid, f"unreadable ({type(e).__name__}: {e})"
+
+        if isinstance(self.fs, LocalFileSystem) or len(todo) < 2:
+            results = [check(i) for i in todo]
+        else:
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                results = list(pool.map(check, todo))
+        bad.update({sid: why for sid, why in results if why})
+        for sid, why in sorted(bad.items()):
+            self.quarantine(sid, why)
+        return sorted(bad)
+
+    def _check_footer(self, sid: str, expected: int | None) -> str | None:
+        """Why the file of shard `sid` is bad from its footer (and its shard_id column for an old file), or None."""
+        path = f"{self._path}/shards/{sid}.parquet"
+        with self.fs.open(path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            meta = pf.schema_arrow.metadata or {}
+            rows = pf.metadata.num_rows
+            if expected is not None and rows != expected:
+                return f"{rows} rows, the plan expects {expected}"
+            if META_SHARD_ID in meta:
+                if meta[META_SHARD_ID].decode() != sid:
+                    return f"holds shard {meta[META_SHARD_ID].decode()}"
+                if int(meta.get(META_ROWS, b"-1")) != rows:
+                    return f"{rows} rows, its metadata says {meta[META_ROWS].decode()}"
+                return None
+            if "shard_id" in pf.schema_arrow.names:  # written before shard files carried metadata
+                return _wrong_shard_ids(pf.read(columns=["shard_id"]), sid)
+        return None
+
+    def read_shards(self, shard_ids: Iterable[str], expected_rows: dict[str, int] | None = None) -> pd.DataFrame:
+        """The shards' rows, each file checked (readable, its shard id, row count and checksum, `expected_rows`
+        when given). Bad files are quarantined, then DamagedShards names them: they are missing from then on."""
+        frames, bad = [], {}
+        expected_rows = expected_rows or {}
         for sid in shard_ids:
-            with self.fs.open(f"{self._path}/shards/{sid}.parquet", "rb") as f:
-                frames.append(pq.read_table(f).to_pandas())
+            try:
+                with self.fs.open(f"{self._path}/shards/{sid}.parquet", "rb") as f:
+                    table = pq.read_table(f)
+            except FileNotFoundError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a truncated or garbled file
+                bad[sid] = f"unreadable ({type(e).__name__}: {e})"
+                continue
+            why = _check_table(table, sid, expected_rows.get(sid))
+            if why:
+                bad[sid] = why
+                continue
+            frames.append(table.to_pandas())
+        if bad:
+            moved = [self.quarantine(sid, why) for sid, why in sorted(bad.items())]
+            raise DamagedShards(self.sweep_id, sorted(bad), moved)
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True)
+
+    def quarantine(self, shard_id: str, why: str) -> str:
+        """Move a damaged shard file to quarantine/{shard_id}.{time}.parquet, say so, return where it went."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+        src = f"{self._path}/shards/{shard_id}.parquet"
+        dst = f"{self._path}/quarantine/{shard_id}.{stamp}.parquet"
+        self.fs.makedirs(f"{self._path}/quarantine", exist_ok=True)
+        try:
+            self.fs.mv(src, dst)
+        except FileNotFoundError:
+            return ""
+        url = join(self.url, "quarantine", f"{shard_id}.{stamp}.parquet")
+        log.warning("shard %s is damaged (%s): moved to %s; it will be recomputed", shard_id, why, url)
+        return url
 
     # -- failed attempts -------------------------------------------------------
     def write_failure(self, shard_id: str, info: dict[str, Any]) -> None:
@@ -254,6 +370,49 @@ class SweepStore:
     def write_bytes(self, name: str, data: bytes) -> str:
         _write_atomic(self.fs, f"{self._path}/{name}", data)
         return join(self.url, name)
+
+
+class DamagedShards(ConfigError):
+    """Shard files that failed their checks and were moved aside; a ConfigError so the CLI says it in one line."""
+
+    def __init__(self, sweep_id: str, shard_ids: list[str], moved: list[str]):
+        self.shard_ids = shard_ids
+        super().__init__(
+            f"sweep {sweep_id}: {len(shard_ids)} damaged shard file(s) moved aside "
+            f"({', '.join(m for m in moved if m)}); "
+            f"run the sweep again (`orchestrator run` with the same overrides) to recompute them"
+        )
+
+
+def rows_checksum(table: pa.Table) -> str:
+    """sha256 of a table's rows as canonical JSON: the same for the rows written and the rows read back."""
+    h = hashlib.sha256()
+    for row in table.to_pylist():
+        h.update(json.dumps(row, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _wrong_shard_ids(table: pa.Table, sid: str) -> str | None:
+    others = sorted({v for v in table.column("shard_id").to_pylist() if v != sid}, key=str)
+    return f"holds rows of shard {others[0]}" if others else None
+
+
+def _check_table(table: pa.Table, sid: str, expected: int | None) -> str | None:
+    """Why a shard table read whole is not shard `sid`'s, or None."""
+    if expected is not None and table.num_rows != expected:
+        return f"{table.num_rows} rows, the plan expects {expected}"
+    meta = table.schema.metadata or {}
+    if META_SHARD_ID in meta:
+        if meta[META_SHARD_ID].decode() != sid:
+            return f"holds shard {meta[META_SHARD_ID].decode()}"
+        if int(meta.get(META_ROWS, b"-1")) != table.num_rows:
+            return f"{table.num_rows} rows, its metadata says {meta[META_ROWS].decode()}"
+        if META_SHA256 in meta and rows_checksum(table) != meta[META_SHA256].decode():
+            return "its rows do not match their checksum"
+    if "shard_id" in table.column_names:
+        return _wrong_shard_ids(table.select(["shard_id"]), sid)
+    return None
 
 
 def read_matching(url: str, name_glob: str) -> list[tuple[str, str]]:

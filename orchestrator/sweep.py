@@ -187,6 +187,8 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
     store.write_json("manifest.json", manifest(cfg, plan, tasks))
     done = store.done()
+    # damaged shard files (truncated, empty, another shard's) are quarantined here and so recomputed
+    done -= set(store.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}))
     live = _live_view(cfg, plan, tasks, store, done)
 
     def landed(shard, outcome: ShardOutcome) -> None:

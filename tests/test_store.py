@@ -83,3 +83,73 @@ def test_shard_is_valid_parquet(tmp_path):
     s.write_shard("p", _rows(4))
     table = pq.read_table(tmp_path / "sw" / "shards" / "p.parquet")
     assert table.num_rows == 4 and "generation" in table.column_names
+
+
+# -- integrity: each shard file says what it holds; damaged files are quarantined -------------------------------
+def _recs(sid: str, n: int) -> list[dict]:
+    return [{"shard_id": sid, "example_idx": i, "generation": f"g{i}", "target_logprobs": [-1.0, float(i)]}
+            for i in range(n)]
+
+
+def test_shard_file_carries_id_rows_and_checksum(root):
+    s = SweepStore(root, "sw")
+    s.write_shard("a1", _recs("a1", 4))
+    with s.fs.open(f"{s._path}/shards/a1.parquet", "rb") as f:
+        meta = pq.ParquetFile(f).schema_arrow.metadata
+    assert meta[b"orchestrator.shard_id"] == b"a1" and meta[b"orchestrator.rows"] == b"4"
+    assert len(meta[b"orchestrator.sha256"]) == 64
+    assert s.verify(["a1"], {"a1": 4}) == []
+    assert len(s.read_shards(["a1"], {"a1": 4})) == 4
+
+
+def test_damaged_files_are_found_quarantined_and_missing(tmp_path, caplog):
+    s = SweepStore(str(tmp_path / "store"), "sw")
+    for sid in ("good", "trunc", "empty", "zero", "other", "rows"):
+        s.write_shard(sid, _recs(sid, 5))
+    shards = tmp_path / "store" / "sw" / "shards"
+    data = (shards / "trunc.parquet").read_bytes()
+    (shards / "trunc.parquet").write_bytes(data[: len(data) // 2])  # truncated
+    (shards / "empty.parquet").write_bytes(b"")  # 0 bytes
+    s.write_shard("zero", [])  # a valid file with 0 rows
+    (shards / "other.parquet").write_bytes((shards / "good.parquet").read_bytes())  # another shard's file
+    expected = {sid: 5 for sid in ("good", "trunc", "empty", "zero", "other", "rows")}
+    expected["rows"] = 6  # the plan expects another count
+    with caplog.at_level("WARNING"):
+        bad = s.verify(s.done(), expected)
+    assert bad == ["empty", "other", "rows", "trunc", "zero"]
+    assert s.done() == {"good"}
+    moved = sorted(p.name.split(".")[0] for p in (tmp_path / "store" / "sw" / "quarantine").iterdir())
+    assert moved == bad
+    for sid in bad:
+        assert f"shard {sid} is damaged" in caplog.text and f"quarantine/{sid}." in caplog.text
+
+
+def test_read_shards_checks_rows_and_names_the_damaged_file(tmp_path):
+    import pyarrow as pa
+
+    from orchestrator.store import DamagedShards
+
+    s = SweepStore(str(tmp_path / "store"), "sw")
+    s.write_shard("a", _recs("a", 3))
+    s.write_shard("b", _recs("b", 3))
+    path = tmp_path / "store" / "sw" / "shards" / "b.parquet"
+    table = pq.read_table(path)  # same metadata, one value changed: the footer checks pass, the checksum not
+    changed = table.set_column(table.column_names.index("generation"), "generation", pa.array(["x", "g1", "g2"]))
+    pq.write_table(changed, path)
+    assert s.verify(["a", "b"], {"a": 3, "b": 3}) == []
+    with pytest.raises(DamagedShards, match=r"quarantine/b\.") as e:
+        s.read_shards(["a", "b"])
+    assert e.value.shard_ids == ["b"] and s.done() == {"a"}
+
+
+def test_old_files_without_metadata_are_accepted_by_their_columns(tmp_path):
+    import pyarrow as pa
+
+    s = SweepStore(str(tmp_path / "store"), "sw")
+    shards = tmp_path / "store" / "sw" / "shards"
+    shards.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(_recs("old", 3)), shards / "old.parquet")  # as before this change
+    pq.write_table(pa.Table.from_pylist(_recs("x", 3)), shards / "mixed.parquet")
+    assert s.verify(["old", "mixed"], {"old": 3, "mixed": 3}) == ["mixed"]
+    assert len(s.read_shards(["old"], {"old": 3})) == 3
+
