@@ -5,6 +5,7 @@ Layout under `root` (a folder, s3://bucket/prefix, gs://..., memory://...):
     {sweep_id}/shards/{shard_id}.parquet    one finished shard: present means done
     {sweep_id}/failures/{shard_id}.json     a shard whose last attempt failed: error, attempts, node
     {sweep_id}/quarantine/{shard_id}.{time}.parquet   a damaged shard file, moved aside (then recomputed)
+    {sweep_id}/driver.json                  the lease of the driver running the sweep (host, pid, heartbeat)
     {sweep_id}/curves/...                   plots and tables made from the shards
 
 A reader never sees a partial file: on a local disk a shard is written to a
@@ -40,6 +41,8 @@ import json
 import logging
 import os
 import posixpath
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -62,6 +65,8 @@ META_SHARD_ID = b"orchestrator.shard_id"
 META_ROWS = b"orchestrator.rows"
 META_SHA256 = b"orchestrator.sha256"
 MIN_PARQUET_BYTES = 12  # "PAR1" + footer length + "PAR1": anything smaller cannot be a parquet file
+LEASE_TTL_S = 120.0  # a driver lease whose heartbeat is older than this is free to take
+HEARTBEAT_S = 30.0
 # protocol -> (the package that implements it, the extra that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "s3": ("s3fs", "s3"),
@@ -351,6 +356,13 @@ class SweepStore:
                     out[name[: -len(".json")]] = json.load(f)
         return out
 
+    # -- the driver lease ------------------------------------------------------
+    def acquire_driver(self, ttl_s: float = LEASE_TTL_S, heartbeat_s: float = HEARTBEAT_S) -> DriverLease:
+        """Take the sweep's driver lease, or raise ConfigError naming the driver that holds it."""
+        lease = DriverLease(self, ttl_s, heartbeat_s)
+        lease.acquire()
+        return lease
+
     # -- manifest and other files --------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:
         _write_atomic(self.fs, f"{self._path}/{name}", json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
@@ -370,6 +382,138 @@ class SweepStore:
     def write_bytes(self, name: str, data: bytes) -> str:
         _write_atomic(self.fs, f"{self._path}/{name}", data)
         return join(self.url, name)
+
+
+class DriverLease:
+    """One driver per sweep: `{sweep}/driver.json` says who runs it (host, pid, start, heartbeat).
+
+    Taken atomically on a local disk (a hard link, which like O_EXCL fails if the name exists). Object stores
+    have no create-if-absent here, so the lease is written and read back to confirm: two drivers starting
+    within one PUT/GET round trip (~0.2 s) of each other could both believe they won until the next
+    heartbeat, when the loser finds the other's token and stops refreshing (it logs a warning; shard writes
+    are idempotent and MLflow runs are found by tag before one is created).
+    A lease is free when its heartbeat is older than `ttl_s`, or, on the same host, when its pid is gone.
+    A daemon thread refreshes the heartbeat every `heartbeat_s`; `release` (in a finally) removes the file.
+    """
+
+    NAME = "driver.json"
+
+    def __init__(self, store: SweepStore, ttl_s: float = LEASE_TTL_S, heartbeat_s: float = HEARTBEAT_S):
+        self.store, self.ttl_s, self.heartbeat_s = store, ttl_s, heartbeat_s
+        self.path = f"{store._path}/{self.NAME}"
+        self.token = uuid.uuid4().hex
+        self.info = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                     "started": time.time(), "heartbeat": time.time()}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> dict[str, Any] | None:
+        fs = self.store.fs
+        fs.invalidate_cache(self.path)
+        try:
+            with fs.open(self.path, "rt") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):
+            return {}  # half-written or garbled: treated as expired
+
+    def _body(self) -> bytes:
+        return json.dumps(self.info, sort_keys=True).encode()
+
+    def _stale(self, other: dict[str, Any]) -> bool:
+        if not other or time.time() - float(other.get("heartbeat", 0)) > self.ttl_s:
+            return True
+        if other.get("host") == socket.gethostname() and isinstance(other.get("pid"), int):
+            try:
+                os.kill(other["pid"], 0)
+            except ProcessLookupError:
+                return True  # its process is gone (killed): no need to wait for the heartbeat to expire
+            except PermissionError:
+                return False
+            return _zombie(other["pid"])
+        return False
+
+    def acquire(self) -> None:
+        fs = self.store.fs
+        fs.makedirs(self.store._path, exist_ok=True)
+        for _ in range(3):
+            if isinstance(fs, LocalFileSystem):
+                if self._create_local():
+                    break
+            other = self._read()
+            if other is None and isinstance(fs, LocalFileSystem):
+                continue  # released between our create and our read: create again
+            if other is not None and not self._stale(other):
+                self._refuse(other)
+            if other:  # expired: take it over
+                log.warning("taking over the driver lease of %s pid %s (no heartbeat for %.0f s or process gone)",
+                            other.get("host"), other.get("pid"), time.time() - float(other.get("heartbeat", 0)))
+            _write_atomic(fs, self.path, self._body())  # then read back: the last writer owns it
+            time.sleep(0.2)
+            if (self._read() or {}).get("token") == self.token:
+                break
+        else:
+            self._refuse(self._read() or {})
+        self._thread = threading.Thread(target=self._beat, name="orchestrator-lease", daemon=True)
+        self._thread.start()
+
+    def _create_local(self) -> bool:
+        """Create the lease file whole or not at all: written under a temporary name, then hard-linked into
+        place (link fails if the name exists, like O_EXCL, and no reader sees a half-written lease)."""
+        tmp = f"{self.path}.{TMP_PREFIX}{self.token}"
+        with open(tmp, "wb") as f:
+            f.write(self._body())
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+
+    def _refuse(self, other: dict[str, Any]) -> None:
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(other.get("started", 0))))
+        age = time.time() - float(other.get("heartbeat", 0))
+        raise ConfigError(
+            f"sweep {self.store.sweep_id!r} is being run by another driver: host {other.get('host')}, pid "
+            f"{other.get('pid')}, started {started} (last heartbeat {age:.0f} s ago); wait for it to finish. If it "
+            f"is dead, its lease expires {self.ttl_s:.0f} s after its last heartbeat (at once on the same host), "
+            f"or delete {join(self.store.url, self.NAME)}"
+        )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                now = self._read()
+                if now is not None and now.get("token") not in (None, self.token):
+                    log.warning("the driver lease of sweep %s was taken by %s pid %s; no longer refreshing it",
+                                self.store.sweep_id, now.get("host"), now.get("pid"))
+                    return
+                self.info["heartbeat"] = time.time()
+                _write_atomic(self.store.fs, self.path, self._body())
+            except Exception as e:  # noqa: BLE001 - a store hiccup must not kill the sweep; the next beat retries
+                log.warning("could not refresh the driver lease (%s: %s)", type(e).__name__, e)
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lease if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            if (self._read() or {}).get("token") == self.token:
+                self.store.fs.rm(self.path)
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not release the driver lease %s (%s)", self.path, type(e).__name__)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet (Linux /proc); False where that cannot be told."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class DamagedShards(ConfigError):

@@ -178,11 +178,24 @@ def recorded_models(stored: dict) -> dict[str, Resolved] | None:
 
 
 def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
-    """Run a sweep to the end and record it; safe to repeat (a resume is a re-run)."""
-    from orchestrator.execute import ShardOutcome, execute
+    """Run a sweep to the end and record it; safe to repeat (a resume is a re-run).
 
+    One driver per sweep: the store's driver lease (store.DriverLease) makes a second one refuse, naming the first.
+    """
     t0 = time.perf_counter()
     plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
+    lease = store.acquire_driver()
+    try:
+        return _run_leased(cfg, progress, t0, plan, tasks, store)
+    finally:
+        lease.release()
+
+
+def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: dict[str, Task],
+                store: SweepStore) -> SweepResult:
+    """The sweep's work, while this process holds the driver lease."""
+    from orchestrator.execute import ShardOutcome, execute
+
     if not cfg.cluster.address:
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
     store.write_json("manifest.json", manifest(cfg, plan, tasks))

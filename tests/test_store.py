@@ -153,3 +153,57 @@ def test_old_files_without_metadata_are_accepted_by_their_columns(tmp_path):
     assert s.verify(["old", "mixed"], {"old": 3, "mixed": 3}) == ["mixed"]
     assert len(s.read_shards(["old"], {"old": 3})) == 3
 
+
+# -- the driver lease ---------------------------------------------------------------------------------------
+def test_second_driver_is_refused_naming_the_first(root):
+    import socket
+
+    from orchestrator.config import ConfigError
+
+    s = SweepStore(root, "sw")
+    first = s.acquire_driver()
+    try:
+        with pytest.raises(ConfigError) as e:
+            SweepStore(root, "sw").acquire_driver()
+        msg = str(e.value)
+        assert socket.gethostname() in msg and f"pid {os.getpid()}" in msg and "started" in msg
+        assert "driver.json" in msg and "expires" in msg
+    finally:
+        first.release()
+    assert not s.has("driver.json")
+    SweepStore(root, "sw").acquire_driver().release()  # free again
+
+
+def test_lease_of_a_dead_or_silent_driver_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    s = SweepStore(str(tmp_path / "store"), "sw")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lease = {"host": socket.gethostname(), "pid": gone.pid, "token": "t", "started": time.time(),
+             "heartbeat": time.time()}
+    s.write_json("driver.json", lease)
+    s.acquire_driver().release()  # same host, process gone: at once
+    killed = subprocess.Popen(["sleep", "30"])
+    killed.kill()
+    time.sleep(0.3)  # killed, not yet reaped (a zombie): gone all the same
+    s.write_json("driver.json", {**lease, "pid": killed.pid})
+    s.acquire_driver().release()
+    killed.wait()
+    s.write_json("driver.json", {**lease, "host": "elsewhere", "heartbeat": time.time() - 500})
+    s.acquire_driver().release()  # another host, no heartbeat for 500 s > 120 s
+
+
+def test_heartbeat_refreshes_the_lease(tmp_path):
+    import time
+
+    s = SweepStore(str(tmp_path / "store"), "sw")
+    lease = s.acquire_driver(heartbeat_s=0.2)
+    try:
+        first = s.read_json("driver.json")["heartbeat"]
+        time.sleep(0.8)
+        assert s.read_json("driver.json")["heartbeat"] > first
+    finally:
+        lease.release()
