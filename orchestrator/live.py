@@ -30,7 +30,7 @@ MAX_MLFLOW_STEP = 2**63 - 1  # MLflow stores a metric step as int64
 
 
 def open_parent(tracker: Tracker, cfg: Any, plan: Plan, code: str) -> str:
-    """The sweep's parent run (found by sweep id and plan fingerprint, else created) with config and plan params."""
+    """The sweep's parent run (found by sweep id, else created) with config and plan params."""
     from orchestrator.config import to_container
 
     return tracker.sweep_run(

@@ -7,6 +7,7 @@ run by its tag, so it recomputes and duplicates nothing: a resume is a re-run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -168,6 +169,58 @@ def manifest(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task]) -> dict:
     })
 
 
+GRID_KEYS = ("tasks", "prompts")  # config sections keyed by name whose union is the sweep's grid
+
+
+def union_config(old: dict, new: dict) -> dict:
+    """`new` config with the union of both grids: sizes (and their catalog entries), tasks and prompt styles.
+
+    The config a sweep's cells were made with, whichever sub- or super-grid ran last; other settings are new's.
+    """
+    out = json.loads(json.dumps(new))
+    om, nm = old.get("model") or {}, out.setdefault("model", {})
+    nm["catalog"] = {**(om.get("catalog") or {}), **(nm.get("catalog") or {})}
+    nm["sizes"] = [*(nm.get("sizes") or []), *[s for s in om.get("sizes") or [] if s not in (nm.get("sizes") or [])]]
+    for key in GRID_KEYS:
+        out[key] = {**(old.get(key) or {}), **(out.get(key) or {})}
+    return out
+
+
+def merge_manifest(old: dict | None, new: dict) -> dict:
+    """This run's manifest merged into the sweep's stored one: never overwritten by a smaller grid.
+
+    Cells, models and tasks are the union; `config` is this run's with the union grid (union_config); `runs`
+    keeps each run's time, config, code version and cells, so drift between runs is on record. Drift cannot
+    change finished shards: shard ids hash everything that decides a result, so a drifted run makes new shards.
+    """
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": new["config"],
+             "code_version": new["code_version"], "fingerprint": new["fingerprint"],
+             "cells": [c["id"] for c in new["cells"]]}
+    if not old:
+        return {**new, "runs": [entry]}
+    runs = list(old.get("runs") or [{"time": None, "config": old.get("config"), "code_version": old.get("code_version"),
+                                     "fingerprint": old.get("fingerprint"), "cells": [c["id"] for c in old["cells"]]}])
+    last = runs[-1] if runs else {}
+    if all(last.get(k) == entry[k] for k in ("config", "code_version", "fingerprint")):
+        runs[-1] = {**last, "time": entry["time"]}  # a plain resume: no new entry
+    else:
+        runs.append(entry)
+    cells = {c["id"]: c for c in old.get("cells") or []}
+    cells.update({c["id"]: c for c in new["cells"]})
+    return {
+        **new,
+        "config": union_config(old.get("config") or {}, new["config"]),
+        "models": {**(old.get("models") or {}), **new["models"]},
+        "tasks": {**(old.get("tasks") or {}), **new["tasks"]},
+        "cells": list(cells.values()),
+        "runs": runs,
+    }
+
+
+def _stored_manifest(store: SweepStore) -> dict | None:
+    return store.read_json("manifest.json") if store.has("manifest.json") else None
+
+
 def recorded_models(stored: dict) -> dict[str, Resolved] | None:
     """What each model resolved to when the sweep ran, from its manifest (None for a manifest without it)."""
     models = stored.get("models")
@@ -186,9 +239,33 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
     plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
     lease = store.acquire_driver()
     try:
-        return _run_leased(cfg, progress, t0, plan, tasks, store)
+        return _record_union(cfg, store, _run_leased(cfg, progress, t0, plan, tasks, store))
     finally:
         lease.release()
+
+
+def _record_union(cfg: SweepConfig, store: SweepStore, result: SweepResult) -> SweepResult:
+    """After a run of a smaller grid than the sweep's, rebuild curves, report and MLflow from every cell the
+    sweep has (the merged manifest): a sub-grid rerun must not hide the rest. Runs no model."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from orchestrator.config import SweepConfig as Schema
+    from orchestrator.config import validate
+
+    stored = _stored_manifest(store) or {}
+    if {c["id"] for c in stored.get("cells") or []} <= {c.id for c in result.plan.cells}:
+        return result
+    grid = union_config(stored.get("config") or {}, to_container(cfg))
+    ucfg = validate(OmegaConf.merge(OmegaConf.structured(Schema), grid))
+    plan, tasks, _ = prepare(ucfg, recorded_models(stored))
+    full = record(ucfg, plan, tasks, store, status="FAILED" if result.failed else None, failed=result.failed)
+    keep = {"plan", "cells", "curves", "plots", "analysis", "report", "parent_run_id"}
+    for f in fields(result):
+        if f.name not in keep:
+            setattr(full, f.name, getattr(result, f.name))
+    return full
 
 
 def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: dict[str, Task],
@@ -198,7 +275,7 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
 
     if not cfg.cluster.address:
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
-    store.write_json("manifest.json", manifest(cfg, plan, tasks))
+    store.write_json("manifest.json", merge_manifest(_stored_manifest(store), manifest(cfg, plan, tasks)))
     done = store.done()
     # damaged shard files (truncated, empty, another shard's) are quarantined here and so recomputed
     done -= set(store.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}))

@@ -5,7 +5,9 @@ writes (SQLite and MLflow's experiment creation do not like many writers),
 every write is batched, and every run is found again by a tag before one is
 created, so running a sweep twice never duplicates a run:
 
-    parent run   tag orchestrator.sweep_key = {sweep_id}:{plan fingerprint}
+    parent run   tags orchestrator.sweep_id = {sweep_id}, orchestrator.kind = sweep: one parent per
+                 sweep name, whatever grid ran (a sub- or super-grid reuses it; of several
+                 parents left by older versions, which keyed by plan fingerprint, the latest)
     cell runs    tag orchestrator.cell_id   (children of the parent)
     curve runs   tag orchestrator.curve     = {task}/{prompt}[@{x}] (children), metric
                  history logged at step = the curve's x (the parameter count unless
@@ -69,15 +71,20 @@ class Tracker:
         self.experiment_id = exp_id
 
     # -- finding runs -----------------------------------------------------------
-    def _find(self, tag: str, value: str, parent: str | None = None) -> str | None:
+    def _find(self, tag: str, value: str, parent: str | None = None, kind: str | None = None) -> str | None:
+        """The most recent run with this tag (and parent, and kind), or None."""
         flt = f"tags.`{tag}` = '{value}'"
         if parent:
             flt += f" and tags.`{PARENT}` = '{parent}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=flt, max_results=2)
+        if kind:
+            flt += f" and tags.`orchestrator.kind` = '{kind}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=flt, max_results=1,
+                                       order_by=["attributes.start_time DESC"])
         return runs[0].info.run_id if runs else None
 
-    def _find_or_create(self, tag: str, value: str, name: str, parent: str | None, tags: dict[str, str]) -> str:
-        run_id = self._find(tag, value, parent)
+    def _find_or_create(self, tag: str, value: str, name: str, parent: str | None, tags: dict[str, str],
+                        kind: str | None = None) -> str:
+        run_id = self._find(tag, value, parent, kind)
         if run_id:
             return run_id
         all_tags = {tag: value, **tags}
@@ -104,14 +111,17 @@ class Tracker:
         return self.client.get_run(run_id).data.tags.get("orchestrator.logged") == digest
 
     def sweep_run(self, sweep_id: str, fingerprint: str, config: Mapping[str, Any], info: Mapping[str, Any]) -> str:
-        """The sweep's parent run, with the resolved config (secrets removed) as params and artifact."""
+        """The sweep's parent run, found by sweep id (any grid), with the resolved config (secrets removed) as
+        params and artifact. A param keeps its first value (MLflow params are immutable); the artifact is the
+        latest run's config, and the store's manifest.json lists every run's."""
         clean = redact(dict(config))
         run_id = self._find_or_create(
-            "orchestrator.sweep_key",
-            f"{sweep_id}:{fingerprint}",
+            "orchestrator.sweep_id",
+            sweep_id,
             sweep_id,
             None,
-            {"orchestrator.sweep_id": sweep_id, "orchestrator.kind": "sweep"},
+            {"orchestrator.kind": "sweep"},
+            kind="sweep",
         )
         self._params(run_id, {**flatten(clean), **{f"plan.{k}": v for k, v in info.items()}})
         self.client.log_dict(run_id, clean, "config/resolved_config.json")
