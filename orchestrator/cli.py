@@ -291,6 +291,32 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Bring the MLflow view up to date from the store (after a tracking outage); what is there is not logged
+    twice (runs are found by tag, a cell's metrics by their digest). Exit 1 while MLflow is still unreachable."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from orchestrator.config import ConfigError
+    from orchestrator.sweep import config_from_store, rescore
+    from orchestrator.tasks.errors import TaskError
+
+    try:
+        cfg = config_from_store(args.root, args.sweep, args.overrides)
+        if not cfg.tracking.enabled:
+            raise ConfigError("tracking.enabled=false: nothing to sync; give tracking.enabled=true tracking.uri=...")
+        result = rescore(cfg)
+    except (HydraException, OmegaConfBaseException, ConfigError, TaskError) as e:
+        raise UserError(_explain(e)) from e
+    if result.parent_run_id is None:
+        print(f"error: MLflow at {redact_text(cfg.tracking.uri)} is still unreachable; run this again when it is "
+              "back (the store has the results)", file=sys.stderr)
+        return EXIT_FAILED_SHARDS
+    print(f"mlflow: {redact_text(cfg.tracking.uri)} run {result.parent_run_id} up to date with "
+          f"{len(result.cells)} cells from {redact_text(args.root)}/{args.sweep}")
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     """Verdicts, mirage table and report for published scores.
 
@@ -674,6 +700,12 @@ def build_parser() -> argparse.ArgumentParser:
         rs.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. 'metrics.names=[...]'")
         rs.add_argument("--root", default="results", help="the store root the sweep was written to")
         rs.set_defaults(func=cmd_rescore)
+    sy = sub.add_parser("sync", help="bring the MLflow view of a sweep up to date from the store (after a "
+                                     "tracking outage); nothing is logged twice")
+    sy.add_argument("sweep", help="sweep id (its sweep.name)")
+    sy.add_argument("overrides", nargs="*", help="key=value on the stored config, e.g. tracking.uri=http://...")
+    sy.add_argument("--root", default="results", help="the store root the sweep was written to")
+    sy.set_defaults(func=cmd_sync)
     j = sub.add_parser("judge", help="verdicts and mirage table for published scores (BIG-bench, lm-eval, CSV)")
     j.add_argument("source", help="a file, folder or URL: BIG-bench scores_*.json, lm-evaluation-harness "
                                   "results *.json, per-subtask accuracy *.csv(.gz), or a long CSV")

@@ -7,8 +7,10 @@ many) reopens the sweep's parent run as RUNNING and logs shards done / failed
 and logs its metrics the moment its last shard lands, and adds the cell's
 point to its curve runs. Updates are batched every `tracking.live_interval`
 seconds so 100k shards do not mean 100k MLflow calls. A tracking failure
-while shards run is logged once and live updates stop; the shards go on, and
-the full view is rebuilt from the store at the end (`sweep.record`).
+while shards run is logged and the shards go on: what was not sent is kept
+and sent again after a backoff (30 s, doubling, at most 10 min), and the full
+view is rebuilt from the store at the end (`sweep.record`) or, if MLflow is
+still away then, by `orchestrator sync`.
 
 Every run is found by its tag before one is created (orchestrator.tracking),
 so live updates, the final pass and a later `report` never duplicate a run.
@@ -27,6 +29,8 @@ from orchestrator.tracking import Tracker
 
 log = logging.getLogger(__name__)
 MAX_MLFLOW_STEP = 2**63 - 1  # MLflow stores a metric step as int64
+RETRY_FIRST_S = 30.0  # after a failed flush, wait this long before trying again; doubled each failure
+RETRY_MAX_S = 600.0
 
 
 def open_parent(tracker: Tracker, cfg: Any, plan: Plan, code: str) -> str:
@@ -81,8 +85,12 @@ def cell_metrics(c: CellResult) -> dict[str, dict[str, float]]:
 
 
 def log_cell(tracker: Tracker, parent: str, plan: Plan, c: CellResult) -> str:
+    """A scored cell's run; its final shard counts too, so a view rebuilt from the store (`orchestrator sync`
+    after a tracking outage) ends where the live updates of a fault-free run end."""
     cell = plan.cell(c.cell_id)
-    return tracker.log_cell(parent, c.cell_id, cell.label, cell_params(plan, cell), cell_metrics(c))
+    n = float(len(plan.shards_of(c.cell_id)))
+    counts = {"shards_done": {"mean": n}, "shards_failed": {"mean": 0.0}, "shards_total": {"mean": n}}
+    return tracker.log_cell(parent, c.cell_id, cell.label, cell_params(plan, cell), {**cell_metrics(c), **counts})
 
 
 def log_curves(tracker: Tracker, parent: str, cvs: list[Curve], x_name: str, plots: list[Path] = (),
@@ -127,7 +135,9 @@ class LiveView:
         self.to_score: set[str] = set()  # cells whose last shard landed since the last flush
         self.scored: dict[str, CellResult] = {}
         self.last = 0.0
-        self.broken = False
+        self.retry_at = 0.0  # after a failed flush: not before this time (monotonic)
+        self.backoff = RETRY_FIRST_S
+        self.failures = 0
         self.tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment or plan.sweep_id)
         self.parent = open_parent(self.tracker, cfg, plan, code)
         self.tracker.set_status(self.parent, "RUNNING")
@@ -149,16 +159,34 @@ class LiveView:
 
     # -- writing ------------------------------------------------------------------------------------------------
     def flush(self, force: bool = False) -> None:
-        """Send what changed, at most every `interval` seconds (always when forced)."""
-        if self.broken or not (force or time.monotonic() - self.last >= self.interval):
-            return
-        self.last = time.monotonic()
+        """Send what changed, at most every `interval` seconds (when forced, also during a backoff).
+
+        Returns whether MLflow is up to date. On a failure the unsent changes are kept for the next try,
+        after a backoff that doubles with each failure.
+        """
+        now = time.monotonic()
+        if not force and (now - self.last < self.interval or now < self.retry_at):
+            return False
+        self.last = now
+        dirty, to_score = set(self.dirty), set(self.to_score)
         try:
             self._flush()
-        except Exception as e:  # the shards go on; the view is rebuilt from the store at the end
-            self.broken = True
-            log.warning("live MLflow updates stopped (%s: %s); the runs are filled in from the store when the "
-                        "sweep ends", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        except Exception as e:  # the shards go on; what was not sent is sent on a later flush or from the store
+            self.dirty |= dirty
+            self.to_score |= to_score
+            self.failures += 1
+            self.retry_at = time.monotonic() + self.backoff
+            log.warning("live MLflow update failed (%s: %s); the shards go on, retrying in %.0f s",
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "", self.backoff)
+            self.backoff = min(self.backoff * 2, RETRY_MAX_S)
+            return False
+        self.retry_at, self.backoff = 0.0, RETRY_FIRST_S
+        return True
+
+    @property
+    def broken(self) -> bool:
+        """The last flush failed (MLflow unreachable or refusing); cleared by the next one that succeeds."""
+        return self.retry_at > 0.0
 
     def _flush(self) -> None:
         from orchestrator.scoring import score_cells
@@ -191,8 +219,7 @@ class LiveView:
 
     def close(self, interrupted: bool = False) -> None:
         """Final counts; a cell run opened here whose shards are not all done ends FAILED (KILLED if interrupted)."""
-        self.flush(force=True)
-        if self.broken:
+        if not self.flush(force=True):
             return
         try:
             for cid, run_id in self.cell_runs.items():

@@ -51,11 +51,24 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) make a call to a server that went away hang
+# for minutes; ours fail within seconds so the sweep goes on and says so. A value the user set is kept.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def bound_http_retries() -> None:
+    """Bound MLflow's HTTP retries and timeout for this process (read by mlflow when each request is made)."""
+    for k, v in HTTP_LIMITS.items():
+        os.environ.setdefault(k, v)
+
+
 class Tracker:
     """Find-or-create runs for one sweep in one MLflow experiment."""
 
     def __init__(self, uri: str, experiment: str):
         self.uri = uri
+        bound_http_retries()
         if redact_text(uri) != uri:
             # MLflow writes "View run ... at: <tracking URI>/#/..." to stdout for every run it ends,
             # password included; our own lines print the URI redacted
