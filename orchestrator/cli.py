@@ -6,6 +6,7 @@
     orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
     orchestrator zoo build                           train the embedded model family (CPU, minutes)
     orchestrator ui                                  open the MLflow UI on the tracking store
+    orchestrator sync demo --root results            bring MLflow up to date from the store (after an outage)
     orchestrator submit experiment=demo cluster=ray storage.root=s3://bucket/orch
                                                      run the sweep as a Ray job (address: --address,
                                                      cluster.dashboard or RAY_ADDRESS) and return

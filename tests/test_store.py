@@ -207,3 +207,14 @@ def test_heartbeat_refreshes_the_lease(tmp_path):
         assert s.read_json("driver.json")["heartbeat"] > first
     finally:
         lease.release()
+
+
+def test_verify_on_an_object_store_like_filesystem():
+    """memory:// stands in for s3/gcs here: footers are read in parallel; the same files are found bad."""
+    s = SweepStore(f"memory://orchestrator-test-{uuid.uuid4().hex}", "sw")
+    for sid in ("a", "b", "c", "d"):
+        s.write_shard(sid, _recs(sid, 3))
+    s.fs.pipe_file(f"{s._path}/shards/b.parquet", b"PAR1")  # 4 bytes
+    s.fs.pipe_file(f"{s._path}/shards/c.parquet", s.fs.cat_file(f"{s._path}/shards/a.parquet"))
+    assert s.verify(s.done(), {sid: 3 for sid in "abcd"}) == ["b", "c"]
+    assert s.done() == {"a", "d"} and len(s.fs.ls(f"{s._path}/quarantine")) == 2
