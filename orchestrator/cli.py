@@ -149,13 +149,6 @@ def _summary(cfg, result) -> int:
         f"{len(result.failed)} failed; {result.seconds:.1f} s"
         + (f", {result.examples_per_second:.1f} examples/s" if result.shards_run else "")
     )
-    _print_analysis(result)
-    print(f"curves: {Path(cfg.sweep.output_dir) / result.plan.sweep_id / 'curves'}")
-    print(f"report: {result.report}")
-    if result.parent_run_id:
-        print(f"mlflow: {redact_text(cfg.tracking.uri)}  (experiment "
-              f"{cfg.tracking.experiment or result.plan.sweep_id}, run {result.parent_run_id}); "
-              "open with `orchestrator ui`")
     if result.failed:
         for sid, err in sorted(result.failed.items()):
             print(f"FAILED shard {sid}: {redact_text(err)}", file=sys.stderr)
@@ -166,20 +159,50 @@ def _summary(cfg, result) -> int:
             print(f"  {redact_text(p.describe())}")
         print(f"resume (runs only the missing and failed shards): "
               f"{resume_command(result.plan.sweep_id, cfg.storage.root)}")
+    _print_analysis(result, cfg)  # last: the answer and where everything is
     return EXIT_FAILED_SHARDS if result.failed or result.partial else 0
 
 
-def _print_analysis(result) -> None:
-    """The verdict per curve, and the mirage summary: the question the sweep was run to answer."""
+def _print_analysis(result, cfg=None) -> None:
+    """The answer, last on screen: the headline, the emergent curves with their reasons (the other verdicts
+    counted; every row with its reason is in verdicts.csv), then where everything is: report, store, curves,
+    MLflow and the exact `orchestrator ui` command that opens this sweep's runs (with `cfg`)."""
+    import shlex
+    from collections import Counter
+
+    from orchestrator.analysis.report import emergent_verdicts, mirage_headline
+
     a = result.analysis
-    if a is None or a.verdict_table.empty:
+    out = Path(result.report).parent if result.report else None
+    if a is not None and a.verdicts:
+        emergent = emergent_verdicts(a.verdicts)
+        rest = Counter(v.label for v in a.verdicts if v.label != "emergent")
+        print(f"\nmirage check: {a.summary}")
+        print(f"\n{mirage_headline(a.verdicts, a.mirage)}")
+        if emergent:
+            print(f"emergent ({len(emergent)} of {len(a.verdicts)} curves), with why:")
+            for v in emergent:
+                print(f"  {v.key} ({v.kind}, {v.confidence}): {v.reason}")
+        counts = ", ".join(f"{n} {label}" for label, n in sorted(rest.items()))
+        print(f"{'the other ' if emergent else ''}{sum(rest.values())} curves: {counts or 'none'}"
+              + (f"; every verdict with its reason: {out / 'verdicts.csv'}" if out else ""))
+    print()
+    if result.report:
+        print(f"report: {result.report}")
+    if cfg is None:
         return
-    cols = [c for c in ("task", "prompt", "metric", "label", "confidence", "emergence_score", "transition_scale")
-            if c in a.verdict_table.columns]
-    with _pd_options():
-        print("\nverdicts:")
-        print(a.verdict_table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"\nmirage check: {a.summary}")
+    print(f"store:  {redact_text(cfg.storage.root)}/{result.plan.sweep_id}")
+    print(f"curves: {Path(cfg.sweep.output_dir) / result.plan.sweep_id / 'curves'}")
+    if not (cfg.tracking.enabled and result.parent_run_id):
+        return
+    uri = cfg.tracking.uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative to this folder: make it exact
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    elif "://" not in uri and not uri.startswith("databricks"):  # a plain folder (mlruns)
+        uri = str(Path(uri).resolve())
+    print(f"mlflow: {redact_text(cfg.tracking.uri)}  (experiment {cfg.tracking.experiment or result.plan.sweep_id}, "
+          f"run {result.parent_run_id})")
+    print(f"open this sweep in MLflow: orchestrator ui {shlex.quote('tracking.uri=' + redact_text(uri))}")
 
 
 def _pd_options():
