@@ -37,6 +37,7 @@ from orchestrator.secrets import install_log_filter, redact_text
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED_SHARDS = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class UserError(Exception):
@@ -96,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run(cfg, progress=not args.quiet)
     except (TaskError, ConfigError) as e:
         raise UserError(str(e)) from e
+    except KeyboardInterrupt:
+        return _interrupted(cfg)
     finally:
         from orchestrator.execute import shutdown
 
@@ -127,11 +130,28 @@ def cmd_resume(args: argparse.Namespace) -> int:
         result = run(cfg, progress=not args.quiet)
     except (TaskError, ConfigError) as e:
         raise UserError(str(e)) from e
+    except KeyboardInterrupt:
+        return _interrupted(cfg)
     finally:
         from orchestrator.execute import shutdown
 
         shutdown()
     return _summary(cfg, result)
+
+
+def _interrupted(cfg) -> int:
+    """Ctrl-C: the replicas are stopped (Ray with them); finished shards are in the store. Say so and how to go on."""
+    from orchestrator.analysis.partial import resume_command
+    from orchestrator.store import SweepStore
+
+    try:
+        n = len(SweepStore(cfg.storage.root, cfg.sweep.name, cfg.storage.options).done())
+        kept = f"{n} finished shards are in the store"
+    except Exception:  # the store itself may be what hung
+        kept = "finished shards are in the store"
+    print(f"\ninterrupted: {kept}; nothing finished is lost. Resume with: "
+          f"{resume_command(cfg.sweep.name, cfg.storage.root)}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _summary(cfg, result) -> int:
@@ -640,13 +660,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     _, store, job, address = _job_target(args)
     print(f"sweep {args.sweep}  store {redact_text(store.url)}")
     if store.has("manifest.json"):
-        cells = jobs.progress(store.read_json("manifest.json"), store.done())
-        print(f"{'model':<16}{'task':<22}{'prompt':<14}{'done':>6}{'missing':>8}{'total':>7}  cell")
+        done_ids, failures = store.done(), store.failures()
+        cells = jobs.progress(store.read_json("manifest.json"), done_ids, failures)
+        print(f"{'model':<16}{'task':<22}{'prompt':<14}{'done':>6}{'failed':>7}{'missing':>8}{'total':>7}  cell")
         for c in cells:
-            print(f"{c.model:<16}{c.task:<22}{c.prompt:<14}{c.done:>6}{c.missing:>8}{c.total:>7}  {c.cell_id}")
+            print(f"{c.model:<16}{c.task:<22}{c.prompt:<14}{c.done:>6}{c.failed:>7}{c.missing:>8}{c.total:>7}  "
+                  f"{c.cell_id}")
         done, total = sum(c.done for c in cells), sum(c.total for c in cells)
-        full = sum(c.missing == 0 for c in cells)
-        print(f"shards: {done} done, {total - done} missing, {total} total; cells: {full} of {len(cells)} complete")
+        n_failed = sum(c.failed for c in cells)
+        full = sum(c.done == c.total for c in cells)
+        print(f"shards: {done} done, " + (f"{n_failed} failed, " if n_failed else "")
+              + f"{total - done - n_failed} missing, {total} total; cells: {full} of {len(cells)} complete")
+        for sid, f in sorted(failures.items()):
+            if sid not in done_ids:
+                print(f"  failed {sid} ({f.get('cell', '?')}) after {f.get('attempts', '?')} attempt(s): "
+                      f"{redact_text(str(f.get('error', '?')) + ': ' + str(f.get('message', '')))}")
     else:
         print("no manifest.json yet: the job has not planned the sweep (it is starting, or it failed before)")
     if job is None:

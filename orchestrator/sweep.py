@@ -235,7 +235,10 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
 
     One driver per sweep: the store's driver lease (store.DriverLease) makes a second one refuse, naming the first.
     """
+    from orchestrator.preflight import preflight
+
     t0 = time.perf_counter()
+    preflight(cfg)  # store writable, cluster and tracking answer, context fits: before anything is written
     plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
     lease = store.acquire_driver()
     try:
@@ -271,7 +274,9 @@ def _record_union(cfg: SweepConfig, store: SweepStore, result: SweepResult) -> S
 def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: dict[str, Task],
                 store: SweepStore) -> SweepResult:
     """The sweep's work, while this process holds the driver lease."""
-    from orchestrator.execute import ShardOutcome, execute
+    from dataclasses import asdict
+
+    from orchestrator.execute import Failure, ShardOutcome, execute
 
     if not cfg.cluster.address:
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
@@ -281,24 +286,38 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
     done -= set(store.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}))
     live = _live_view(cfg, plan, tasks, store, done)
 
+    failed_before = set(store.failures())
+
     def landed(shard, outcome: ShardOutcome) -> None:
         if outcome.records is not None:  # a store only this process reaches: the driver writes
             store.write_shard(shard.id, outcome.records)
+        if shard.id in failed_before:
+            store.clear_failure(shard.id)
         if live:
             live.shard_done(shard, outcome)
 
-    interrupted = True
+    def gave_up(shard, failure: Failure) -> None:
+        store.write_failure(shard.id, {**asdict(failure), "cell": plan.cell(shard.cell_id).label,
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if live:
+            live.shard_failed(shard, str(failure))
+
+    interrupted: str | None = "KILLED"  # until execute returns: KILLED for Ctrl-C, FAILED for an error
     try:
-        report = execute(plan, tasks, cfg, done, worker_store(cfg, plan), landed,
-                         live.shard_failed if live else (lambda shard, error: None), progress)
-        interrupted = False
+        report = execute(plan, tasks, cfg, done, worker_store(cfg, plan), landed, gave_up, progress,
+                         on_tick=live.flush if live else (lambda: None), tick=max(1.0, cfg.tracking.live_interval))
+        interrupted = None
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        interrupted = "FAILED"
+        raise
     finally:
         if live:
-            live.close(interrupted=interrupted)
+            live.close(interrupted=interrupted is not None)
             if interrupted:
-                _end_parent(live, "KILLED")
-    status = "FAILED" if report.failed else "FINISHED"
-    result = record(cfg, plan, tasks, store, status=status, failed=report.failed)
+                _end_parent(live, interrupted)
+    result = record(cfg, plan, tasks, store, status="FAILED" if report.failed else None, failed=report.failed)
     result.shards_run = report.completed
     result.shards_skipped = report.skipped
     result.failed = report.failed

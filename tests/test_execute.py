@@ -67,7 +67,7 @@ def test_a_model_that_fails_to_load_fails_its_shards_only_and_says_so_everywhere
 
     broken = tmp_path / "tiny-b-broken"
     shutil.copytree(tiny_model_b, broken)
-    (broken / "model.safetensors").unlink()
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")  # present (resolve checks), unloadable
     conf = tiny_conf / "model" / "tiny.yaml"
     conf.write_text(conf.read_text().replace(str(tiny_model_b), str(broken)))
     cfg = load(overrides_for(tmp_path, tiny_conf, "task=[add_2]", "prompt=[zero_shot]", "tasks.add_2.n=12",

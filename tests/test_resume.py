@@ -57,3 +57,58 @@ def test_a_killed_driver_is_resumed_without_recomputing_finished_shards(tmp_path
     runs = mlflow.search_runs(experiment_names=["killed"])
     assert runs["tags.orchestrator.kind"].value_counts().to_dict() == {"sweep": 1, "cell": 2, "curve": 1}
     assert set(runs["status"]) == {"FINISHED"}
+
+
+def _processes_under(folder: Path) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(folder) in (proc / "cmdline").read_text(errors="replace"):
+                    out.append(int(proc.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_ctrl_c_stops_within_seconds_leaves_no_ray_process_and_resume_finishes(tmp_path: Path,
+                                                                              tiny_conf: Path) -> None:
+    import shutil
+    import tempfile
+
+    overrides = overrides_for(tmp_path, tiny_conf, "task=[add_2]", "prompt=[zero_shot]", "tasks.add_2.n=40",
+                              "sweep.shard_size=4", "sweep.name=ctrlc", "cluster.num_cpus=2")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rsi-", dir="/tmp"))  # this run's Ray processes all name it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    slow = {**env, "RAY_TMPDIR": str(ray_tmp), "ORCHESTRATOR_FAULTS": "delay@", "ORCHESTRATOR_FAULTS_DELAY": "0.5"}
+    try:
+        driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "-q", *overrides], env=slow,
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        store = tmp_path / "store" / "ctrlc"
+        deadline = time.monotonic() + 240
+        while len(_shards(store)) < 3:
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert _processes_under(ray_tmp)  # Ray runs under its own folder
+        t0 = time.monotonic()
+        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground group
+        _, err = driver.communicate(timeout=60)
+        took = time.monotonic() - t0
+        assert took < 10, f"took {took:.1f} s to stop"
+        assert driver.returncode == 130, err[-3000:]
+        assert "interrupted:" in err and "nothing finished is lost" in err and "Traceback" not in err, err[-3000:]
+        assert f"orchestrator resume ctrlc --root {tmp_path / 'store'}" in err
+        time.sleep(1)
+        assert _processes_under(ray_tmp) == [], "Ray processes of the interrupted run remain"
+        before = _shards(store)
+
+        resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "ctrlc", "--root",
+                                  str(tmp_path / "store")], env=env, cwd=REPO, capture_output=True, text=True,
+                                 timeout=600)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        counts = re.search(r"shards: (\d+) run, (\d+) already in the store", resumed.stdout)
+        assert counts, resumed.stdout[-2000:]
+        assert (int(counts[1]), int(counts[2])) == (20 - len(before), len(before)), (counts[0], len(before))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
