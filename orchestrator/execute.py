@@ -82,6 +82,19 @@ class ShardOutcome:
         return self.shard_seconds * self.gpus
 
 
+class ShardError(RuntimeError):
+    """A shard raised inside its replica; the message names the model, the shard, its cell and the example.
+
+    `error_class` keeps the original exception's class for the failure record (args survive pickling)."""
+
+    def __init__(self, message: str, error_class: str = "Exception"):
+        super().__init__(message, error_class)
+        self.message, self.error_class = message, error_class
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class ModelUnavailable(RuntimeError):
     """A replica could not get or load its model on its node (the message names both)."""
 
@@ -173,7 +186,12 @@ class ModelWorker:
         try:
             faults.before_inference(shard.id, getattr(self.backend, "batch_size", 1) or 1)
             t0 = time.perf_counter()
-            rows = run_shard(self.backend, task, cell, shard)
+            try:
+                rows = run_shard(self.backend, task, cell, shard)
+            except Exception as e:
+                if is_oom(e):
+                    raise  # the driver retries it with half the batch
+                raise ShardError(self._blame(task, cell, shard, e), type(e).__name__) from e
             seconds = time.perf_counter() - t0
         finally:
             if configured is not None:
@@ -181,6 +199,20 @@ class ModelWorker:
         faults.after_inference(shard.id)
         prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds, gpus=self.gpus))
         return [{**r, **prov} for r in rows]
+
+    def _blame(self, task: Task, cell: Cell, shard: Shard, error: Exception) -> str:
+        """The failed shard's model, id, cell and (found by running its examples one at a time, only now that it
+        failed) the first example that fails alone, so a bad example is named rather than guessed at."""
+        from orchestrator.inference import run_shard
+
+        where = f"model {self.model.name}, shard {shard.id} ({cell.label}, examples [{shard.start}, {shard.stop}))"
+        for i in range(shard.start, shard.stop):
+            try:
+                run_shard(self.backend, task, cell, Shard(shard.id, shard.cell_id, i, i + 1))
+            except Exception as e:
+                idx = task.examples[i].idx
+                return f"{where}, example {idx} (position {i}): {type(e).__name__}: {_first_line(e)}"
+        return f"{where}: {type(error).__name__}: {_first_line(error)} (no single example fails alone)"
 
     def run(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None) -> ShardOutcome:
         """Run the shard and write it to the store; only the outcome goes back to the driver.
@@ -567,8 +599,10 @@ def execute(
 
 
 def _error_class(e: BaseException) -> str:
-    """The class of the error that happened in the worker (a RayTaskError wraps it), else of `e`."""
+    """The class of the error that happened in the worker (a RayTaskError wraps it; a ShardError names it)."""
     cause = getattr(e, "cause", None)
+    if isinstance(cause, ShardError):
+        return cause.error_class
     if isinstance(cause, BaseException):
         return type(cause).__name__
     return type(e).__name__
@@ -576,6 +610,9 @@ def _error_class(e: BaseException) -> str:
 
 def _cause(e: BaseException) -> str:
     """The user-facing cause of a Ray error: our ModelUnavailable message where there is one, else the last line."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, ShardError):
+        return cause.message
     text = str(e)
     marker = "ModelUnavailable: "
     if marker in text:

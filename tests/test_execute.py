@@ -93,3 +93,31 @@ def test_a_model_that_fails_to_load_fails_its_shards_only_and_says_so_everywhere
     assert cells.loc["tiny-b", "status"] == "FAILED"
     assert cells.loc["tiny-b", "tags.orchestrator.partial"] == "0/3 shards"
     assert cells.loc["tiny-b", "metrics.shards_failed"] == 3
+
+
+def test_a_failing_shard_names_its_model_cell_and_the_example_that_fails(tmp_path, tiny_conf):
+    """Inside a replica (built in-process here): the first example that fails alone is named."""
+    from orchestrator.execute import ModelWorker, ShardError
+
+    cfg = load(overrides_for(tmp_path, tiny_conf, "task=[add_2]", "prompt=[zero_shot]", "tasks.add_2.n=8",
+                             "sweep.shard_size=8", "tracking.enabled=false"))
+    plan, tasks, _ = sweep.prepare(cfg)
+    cell = plan.cells[0]
+    shard = plan.shards_of(cell.id)[0]
+    task = tasks[cell.task]
+    worker = ModelWorker(cell.model, cfg.backend, 1)
+    bad = task.examples[shard.start + 5]
+    generate = worker.backend.generate
+
+    def flaky(prompts, *args, **kwargs):
+        if any(bad.input in p for p in prompts):
+            raise ValueError("cannot tokenize this one")
+        return generate(prompts, *args, **kwargs)
+
+    worker.backend.generate = flaky
+    with pytest.raises(ShardError) as err:
+        worker.rows(task, cell, shard)
+    assert err.value.error_class == "ValueError"
+    text = str(err.value)
+    assert f"model {cell.model.name}, shard {shard.id} ({cell.label}" in text
+    assert f"example {bad.idx} (position {shard.start + 5}): ValueError: cannot tokenize this one" in text
