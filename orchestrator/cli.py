@@ -677,6 +677,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{redact_text(str(f.get('error', '?')) + ': ' + str(f.get('message', '')))}")
     else:
         print("no manifest.json yet: the job has not planned the sweep (it is starting, or it failed before)")
+    print(_driver_line(store))
     if job is None:
         print("job: none recorded (not submitted with `orchestrator submit`)")
         return 0
@@ -686,6 +687,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = f"unknown: {e}"
     print(f"job {job['job_id']}: {state}  (submitted {job.get('submitted_at', '?')} to {address})")
     return 0
+
+
+def _driver_line(store) -> str:
+    """Whether a driver runs the sweep now, from its lease in the store (host, pid, heartbeat)."""
+    import time
+
+    from orchestrator.store import DriverLease
+
+    lease = DriverLease(store)
+    other = lease._read()
+    if other is None:
+        return "driver: none running"
+    if lease._stale(other):
+        return f"driver: none running (the last one, on {other.get('host')} pid {other.get('pid')}, stopped)"
+    return (f"driver: running on {other.get('host')} pid {other.get('pid')} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(float(other.get('started', 0))))}, "
+            f"heartbeat {time.time() - float(other.get('heartbeat', 0)):.0f} s ago")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -163,7 +163,7 @@ def test_status_counts_done_and_missing_shards_per_cell(tmp_path: Path, tiny_con
     assert "shards: 6 done, 6 missing, 12 total; cells: 0 of 4 complete" in out
     for c, m in zip(cells, man["cells"], strict=True):
         assert re.search(rf"\s{c.done}\s+0\s+{c.missing}\s+3\s+{m['id']}\n", out)
-    assert "job: none recorded" in out
+    assert "job: none recorded" in out and "driver: none running" in out
 
 
 def test_status_says_when_the_cluster_cannot_be_reached_without_hanging(tmp_path: Path, tiny_conf: Path,
@@ -277,3 +277,16 @@ def test_submit_a_tiny_sweep_to_a_head_and_two_workers(tmp_path: Path, tiny_conf
         with contextlib.suppress(Exception):
             _run(env, "stop", timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_status_says_whether_a_driver_runs_the_sweep(tmp_path: Path, tiny_conf: Path, capsys) -> None:
+    overrides, store, _ = _store_with_half_the_shards(tmp_path, tiny_conf)
+    lease = store.acquire_driver()
+    try:
+        assert main(["status", "st", *overrides]) == 0
+        assert f"driver: running on {socket.gethostname()} pid {__import__('os').getpid()} since" in \
+            capsys.readouterr().out
+    finally:
+        lease.release()
+    assert main(["status", "st", *overrides]) == 0
+    assert "driver: none running" in capsys.readouterr().out
