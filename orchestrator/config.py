@@ -341,7 +341,7 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
     if not sc.tasks:
         raise ConfigError("no tasks selected: pick some with e.g. 'task=[add_2,add_4]'")
     if not sc.prompts:
-        raise ConfigError("no prompt styles selected: pick some with e.g. 'prompt=[zero_shot,few_shot]'")
+        raise ConfigError("no prompt styles selected: pick some with e.g. 'prompt=[zero_shot,three_shot]'")
     for tname, t in sc.tasks.items():
         if t.source not in TASK_SOURCES:
             raise ConfigError(f"tasks.{tname}.source={t.source!r} is unknown; use one of {TASK_SOURCES}")

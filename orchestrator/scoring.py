@@ -50,6 +50,32 @@ def check_metric_names(metrics: MetricsConfig) -> None:
         raise ConfigError(f"metrics.names has unknown metric(s) {unknown}; known: {', '.join(sorted(available()))}")
 
 
+_NEEDS_CHOICES = {"choice_logprobs", "choice_scores"}
+
+
+def check_metrics_apply(names: list[str], tasks: dict[str, Task], prompts: dict[str, Any]) -> None:
+    """A requested metric that no cell of the sweep can give is refused before work, instead of being silently
+    absent from every cell: option metrics need a task with options, output metrics a style that generates."""
+    from orchestrator.config import ConfigError
+
+    has_choices = {n: t.has_choices for n, t in tasks.items()}
+    generates = {p: cfg.style != "multiple_choice" for p, cfg in prompts.items()}
+    for name in names:
+        needs = set(get(name).needs)
+        if any((not needs & _NEEDS_CHOICES or has_choices[t]) and ("generated" not in needs or generates[p])
+               for t in tasks for p in prompts):
+            continue
+        if needs & _NEEDS_CHOICES and not any(has_choices.values()):
+            why = f"it scores answer options, and none of the tasks ({', '.join(sorted(tasks))}) has any"
+        elif "generated" in needs and not any(generates.values()):
+            why = (f"it reads generated text, and every prompt style ({', '.join(sorted(prompts))}) is "
+                   "multiple_choice, which generates nothing")
+        else:
+            why = "no task x prompt style pair has both the options and the generated text it reads"
+        raise ConfigError(f"metrics.names has {name!r}, which no cell of this sweep can give: {why}; drop it from "
+                          "metrics.names, or add a task or prompt style it applies to")
+
+
 def metric_info(names: list[str]) -> dict[str, dict[str, object]]:
     """Each metric's kind and direction, for curves, plots and verdicts."""
     out = {}

@@ -24,7 +24,7 @@ from orchestrator.analysis.plots import plot_all
 from orchestrator.analysis.report import Analysis, analyse, build_report
 from orchestrator.config import SweepConfig, to_container
 from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, Resolved, make_plan
-from orchestrator.scoring import check_metric_names, metric_info, score_cells
+from orchestrator.scoring import check_metric_names, check_metrics_apply, metric_info, score_cells
 from orchestrator.secrets import MASK, redact
 from orchestrator.store import SweepStore
 from orchestrator.tasks import load_task
@@ -125,6 +125,7 @@ def prepare(
     check_root(cfg.storage.root, cfg.storage.options)  # s3:// without s3fs: the install command, before anything
     check_metric_names(cfg.metrics)
     tasks = load_tasks(cfg)
+    check_metrics_apply(list(cfg.metrics.names), tasks, dict(cfg.prompts))
     if resolved is None:
         resolved = resolve_models(cfg.model)
     plan = make_plan(cfg, tasks, resolved)

@@ -252,3 +252,12 @@ def test_probe_accepts_a_real_ray_cluster():
         check_cluster_reachable(ctx.address_info["gcs_address"])
     finally:
         ray.shutdown()
+
+
+# -- a metric that no cell of the sweep can give ----------------------------------------------------------------
+def test_a_metric_no_cell_can_give(tmp_path, tiny_conf, capsys, monkeypatch):
+    """Every style multiple_choice (nothing generated) and an output metric asked for: refused, not left blank."""
+    err = _run(tmp_path, tiny_conf, "prompt=[mc]", "metrics.names=[exact_match]", capsys=capsys,
+               monkeypatch=monkeypatch)
+    _expect(err, "metrics.names", "'exact_match'", "no cell of this sweep can give",
+            "every prompt style (mc) is multiple_choice")
