@@ -85,25 +85,11 @@ def _prepare(cfg):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.config import ConfigError
-    from orchestrator.sweep import run
-    from orchestrator.tasks.errors import TaskError
-
     cfg = _load(args)
     if not args.quiet:
         print(f"sweep {cfg.sweep.name}: {len(cfg.model.sizes)} sizes x {len(cfg.tasks)} tasks x "
               f"{len(cfg.prompts)} prompt styles -> store {redact_text(cfg.storage.root)}/{cfg.sweep.name}")
-    try:
-        result = run(cfg, progress=not args.quiet)
-    except (TaskError, ConfigError) as e:
-        raise UserError(str(e)) from e
-    except KeyboardInterrupt:
-        return _interrupted(cfg)
-    finally:
-        from orchestrator.execute import shutdown
-
-        shutdown()
-    return _summary(cfg, result)
+    return _run_and_summarise(cfg, args.quiet)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -112,7 +98,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from orchestrator.config import ConfigError
-    from orchestrator.sweep import config_from_store, run
+    from orchestrator.sweep import config_from_store
     from orchestrator.tasks.errors import TaskError
 
     try:
@@ -126,8 +112,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"resuming sweep {args.sweep} from {redact_text(args.root)}/{args.sweep}: shards in the store are "
               "kept, only missing and failed ones run")
+    return _run_and_summarise(cfg, args.quiet)
+
+
+def _run_and_summarise(cfg, quiet: bool) -> int:
+    """Run (or resume) the sweep; bad input exits 2, Ctrl-C 130 with the resume command, else the summary's code."""
+    from orchestrator.config import ConfigError
+    from orchestrator.sweep import run
+    from orchestrator.tasks.errors import TaskError
+
     try:
-        result = run(cfg, progress=not args.quiet)
+        result = run(cfg, progress=not quiet)
     except (TaskError, ConfigError) as e:
         raise UserError(str(e)) from e
     except KeyboardInterrupt:
