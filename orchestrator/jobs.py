@@ -229,11 +229,24 @@ def _bounded(fn: Callable[[], T], timeout: float, what: str, address: str) -> T:
     return box["value"]
 
 
+def auth_headers() -> dict[str, str] | None:
+    """The cluster's token as an Authorization header, read now from RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH.
+
+    Ray reads the token once per process and keeps it, so a process that already talked to another cluster
+    (a notebook, a test session) would send that one's token; passing it explicitly sends this cluster's."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not token and path and os.path.isfile(os.path.expanduser(path)):
+        with open(os.path.expanduser(path)) as f:
+            token = f.read().strip()
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
 def _client(address: str):
     from ray.job_submission import JobSubmissionClient
 
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(address, headers=auth_headers())
     except ConnectionError as e:
         raise JobsError(f"cannot reach the Ray Jobs API at {address}: {e}; start the cluster "
                         "(infra/ray/local_cluster.sh start) or fix the address") from e

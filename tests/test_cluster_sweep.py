@@ -140,7 +140,7 @@ def test_sweep_on_three_nodes_with_s3_store_and_tracking_server(tmp_path: Path, 
             # the S3 secret lives on the nodes only
             from ray.job_submission import JobSubmissionClient
 
-            info = JobSubmissionClient(address).get_job_info(job_id)
+            info = JobSubmissionClient(address, headers=jobs.auth_headers()).get_job_info(job_id)
             assert SECRET not in repr(info) and SECRET not in logs.stdout + logs.stderr
             assert SECRET not in store.read_text("manifest.json")
             assert not any(SECRET in v for r in runs for v in [*r.data.params.values(), *r.data.tags.values()])
