@@ -153,6 +153,14 @@ def _zoo_member(name: str, path: Path, revision: str) -> Resolved:
             f"{path.name!r} is not a zoo member or checkpoint; known: {zoo.known_names()}"
         ) from e
     expected = zoo.spec_hash(spec)
+    if not path.exists() and not path.parent.is_dir() and path.parent.resolve() != zoo.zoo_dir().resolve():
+        # a zoo member is trained where it is missing: into a folder that does not exist, that is a typo that
+        # would spend minutes training a new copy, not a request
+        raise ModelResolutionError(
+            f"model.catalog.{name}.path={str(path)!r}: {path.parent} does not exist, so the zoo would train a "
+            f"new {path.name} there; fix the path (the zoo lives in {zoo.zoo_dir()}, or $ORCHESTRATOR_ZOO_DIR), "
+            f"or create the folder first if you mean to build the zoo there"
+        )
     if path.exists():
         card = zoo.read_card(path)
         built_hash = card.get("spec_hash") if card else None

@@ -261,3 +261,15 @@ def test_a_metric_no_cell_can_give(tmp_path, tiny_conf, capsys, monkeypatch):
                monkeypatch=monkeypatch)
     _expect(err, "metrics.names", "'exact_match'", "no cell of this sweep can give",
             "every prompt style (mc) is multiple_choice")
+
+
+# -- a zoo member under a folder that does not exist (it would train a new copy there) -------------------------
+def test_zoo_member_under_a_missing_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "-q", "experiment=demo", "model.sizes=[zoo-3k]", "task=[add_2]", "prompt=[zero_shot]",
+                 f"model.catalog.zoo-3k.path={tmp_path}/typo/zoo-3k", f"storage.root={tmp_path / 'store'}",
+                 f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.output_dir={tmp_path / 'outputs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    _expect(err, f"model.catalog.zoo-3k.path='{tmp_path}/typo/zoo-3k'", "does not exist", "train a new zoo-3k")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "store").exists()
