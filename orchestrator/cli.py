@@ -317,6 +317,10 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_store(args.root, args.sweep, args.overrides)
+        if cfg.sweep.name != args.sweep:  # a copied folder: report the folder asked for, under its own name
+            print(f"note: {redact_text(args.root)}/{args.sweep}/manifest.json was written by sweep "
+                  f"{cfg.sweep.name!r}; reading and reporting this folder as {args.sweep!r}", file=sys.stderr)
+            cfg.sweep.name = args.sweep
         result = rescore(cfg)
     except (HydraException, OmegaConfBaseException, ConfigError, TaskError) as e:
         raise UserError(_explain(e)) from e

@@ -79,3 +79,12 @@ def test_rescore_with_a_new_metric_loads_no_model(tmp_path, tiny_model, tiny_mod
     cells_csv = (tmp_path / "store" / "rs" / "cells.csv").read_text()
     assert "answer_length" in cells_csv.splitlines()[0]
     assert json.loads((tmp_path / "store" / "rs" / "manifest.json").read_text())["sweep_id"] == "rs"
+
+    # a copied folder is reported as itself, not as the sweep that wrote it
+    shutil.copytree(tmp_path / "store" / "rs", tmp_path / "store" / "rs-copy")
+    original = (tmp_path / "outputs" / "rs" / "report.html").stat().st_mtime_ns
+    from orchestrator.cli import main
+
+    assert main(["report", "rs-copy", "--root", str(tmp_path / "store"), "tracking.enabled=false"]) == 0
+    assert "rs-copy" in (tmp_path / "outputs" / "rs-copy" / "report.html").read_text()
+    assert (tmp_path / "outputs" / "rs" / "report.html").stat().st_mtime_ns == original
