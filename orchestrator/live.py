@@ -19,7 +19,9 @@ so live updates, the final pass and a later `report` never duplicate a run.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +96,13 @@ def log_cell(tracker: Tracker, parent: str, plan: Plan, c: CellResult) -> str:
 
 
 def log_curves(tracker: Tracker, parent: str, cvs: list[Curve], x_name: str, plots: list[Path] = (),
-               keys: set[str] | None = None) -> None:
-    """One child run per task x prompt style (x scale), each metric at step = the curve's x; `keys` limits which."""
+               keys: set[str] | None = None, verdicts: Sequence[Any] = ()) -> None:
+    """One child run per task x prompt style (x scale), each metric at step = the curve's x; `keys` limits which.
+
+    Scaling curves are read on a log x axis: each point also logs `log10_<x>` (pick it as the chart's x axis in
+    the MLflow UI). `verdicts` (analysis.verdicts) go on the run as tags `orchestrator.verdict.<metric>` and as
+    its description, with their reasons.
+    """
     by_key: dict[str, list[Curve]] = {}
     for cv in cvs:
         if keys is None or cv.key in keys:
@@ -112,11 +119,18 @@ def log_curves(tracker: Tracker, parent: str, cvs: list[Curve], x_name: str, plo
                 d[cv.metric] = y
                 d[f"{cv.metric}_ci_lo"] = lo
                 d[f"{cv.metric}_ci_hi"] = hi
+                if x > 0:
+                    d[f"log10_{x_name}"] = math.log10(x)
         task, prompt = key.split("/", 1)
+        mine = [v for v in verdicts if f"{v.task}/{v.prompt}" == key]
+        tags = {f"orchestrator.verdict.{v.metric}": f"{v.label} ({v.confidence})" for v in mine}
+        if mine:
+            tags["mlflow.note.content"] = (f"Verdicts for {task} / {prompt} against {x_name}:\n\n" + "\n".join(
+                f"- **{v.metric}**: {v.label} ({v.confidence}): {v.reason}" for v in mine))[:5000]
         # one curve run per task x prompt x scale: a run's history never mixes two x axes
         run_key = key if x_name == "params" else f"{key}@{x_name}"
         tracker.log_curve(parent, run_key, f"curve {run_key}", {"task": task, "prompt_style": prompt, "x": x_name},
-                          sorted(steps.items()), [plot_by_key[key]] if key in plot_by_key else [])
+                          sorted(steps.items()), [plot_by_key[key]] if key in plot_by_key else [], tags)
 
 
 class LiveView:

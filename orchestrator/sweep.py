@@ -394,7 +394,8 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     if cfg.tracking.enabled:
         if status is None:
             status = "FINISHED" if len(cells) == len(plan.cells) else "FAILED"
-        result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial)
+        result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial,
+                                     analysis.verdicts)
     return result
 
 
@@ -432,12 +433,12 @@ def write_analysis(
 
 
 def track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str = "FINISHED",
-          partial: list[PartialCell] = ()) -> str | None:
+          partial: list[PartialCell] = (), verdicts: list = ()) -> str | None:
     """_track, or, with MLflow unreachable (or refusing), one warning naming the command that catches up later,
     and None: the results are in the store already. Every run is found by tag before it is written, so the
     later pass (`orchestrator sync`) logs nothing twice."""
     try:
-        return _track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial)
+        return _track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial, verdicts)
     except Exception as e:  # noqa: BLE001 - MlflowException, requests' ConnectionError, ...: all mean "not now"
         from orchestrator.secrets import redact_text
 
@@ -453,7 +454,7 @@ def track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str 
 
 
 def _track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str = "FINISHED",
-           partial: list[PartialCell] = ()) -> str:
+           partial: list[PartialCell] = (), verdicts: list = ()) -> str:
     """The whole MLflow view from the scored cells: parent, cell runs, curve runs, artifacts; ends with `status`.
 
     The parent carries the tag `orchestrator.partial` ("k/n cells incomplete") while cells are partial; the
@@ -466,7 +467,7 @@ def _track(cfg, plan, cells, cvs, plots, out_dir, extra: list[Path], status: str
     parent = open_parent(tracker, cfg, plan, code_version())
     for c in cells:
         log_cell(tracker, parent, plan, c)
-    log_curves(tracker, parent, cvs, cfg.analysis.x, plots)
+    log_curves(tracker, parent, cvs, cfg.analysis.x, plots, verdicts=verdicts)
     tracker.log_artifacts(parent, list(plots) + [out_dir / "cells.csv"], "curves")
     tracker.log_artifacts(parent, [p for p in extra if p.suffix != ".png"], "analysis")
     tracker.log_artifacts(parent, [p for p in extra if p.suffix == ".png"], "analysis/figures")

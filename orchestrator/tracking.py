@@ -164,13 +164,17 @@ class Tracker:
         return run_id
 
     def log_curve(self, parent: str, key: str, name: str, params: Mapping[str, Any],
-                  points: list[tuple[int, Mapping[str, float]]], artifacts: list[Path] = ()) -> str:
-        """One child run per task x prompt style (x scale): each metric logged at step = the curve's x."""
+                  points: list[tuple[int, Mapping[str, float]]], artifacts: list[Path] = (),
+                  tags: Mapping[str, str] | None = None) -> str:
+        """One child run per task x prompt style (x scale): each metric logged at step = the curve's x; `tags`
+        (the verdicts, the description) are set as given."""
         run_id = self._find_or_create("orchestrator.curve", key, name, parent, {"orchestrator.kind": "curve"})
-        digest = _digest([points, [p.name for p in artifacts]])
+        digest = _digest([points, [p.name for p in artifacts], dict(tags or {})])
         if self._already(run_id, digest):
             return run_id
         self._params(run_id, params)
+        for k, v in (tags or {}).items():
+            self.client.set_tag(run_id, k, redact_text(v))
         have: dict[str, dict[int, float]] = {}
         run = self.client.get_run(run_id)
         for k in run.data.metrics:

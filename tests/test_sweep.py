@@ -8,6 +8,7 @@ trained model, a real SQLite MLflow store read back with mlflow.search_runs.
 from __future__ import annotations
 
 import json
+import math
 
 import mlflow
 import pandas as pd
@@ -78,6 +79,13 @@ def test_sweep_end_to_end_and_resume(cfg, tmp_path):
         curve_id = runs[runs["tags.orchestrator.kind"] == "curve"]["run_id"].iloc[0]
         steps = sorted(m.step for m in client.get_metric_history(curve_id, "exact_match"))
         assert steps == sorted(c.model.params for c in first.plan.cells if c.task == "add_2")[::2]
+        # read on a log x axis: log10 of each point's x beside it; the verdicts, with reasons, on the run
+        logx = {m.step: m.value for m in client.get_metric_history(curve_id, "log10_params")}
+        assert logx == {x: pytest.approx(math.log10(x)) for x in steps}
+        curve_run = client.get_run(curve_id)
+        assert curve_run.data.tags["orchestrator.verdict.exact_match"].split(" (")[0] in {
+            "flat", "smooth", "emergent", "inverse", "u-shaped", "inverse-u"}
+        assert "exact_match" in curve_run.data.tags["mlflow.note.content"]
 
         second = sweep.run(cfg, progress=False)  # the same command again: nothing recomputed, no new runs
         assert second.shards_run == 0 and second.shards_skipped == 12
