@@ -118,6 +118,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _run_and_summarise(cfg, quiet: bool) -> int:
     """Run (or resume) the sweep; bad input exits 2, Ctrl-C 130 with the resume command, else the summary's code."""
     from orchestrator.config import ConfigError
+    from orchestrator.execute import ClusterUnusable
     from orchestrator.sweep import run
     from orchestrator.tasks.errors import TaskError
 
@@ -127,6 +128,9 @@ def _run_and_summarise(cfg, quiet: bool) -> int:
         raise UserError(str(e)) from e
     except KeyboardInterrupt:
         return _interrupted(cfg)
+    except ClusterUnusable as e:
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
+        return EXIT_FAILED_SHARDS
     finally:
         from orchestrator.execute import shutdown
 

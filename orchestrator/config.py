@@ -115,6 +115,7 @@ class ClusterConfig:
     max_retries: int = 1
     replicas: Optional[int] = None  # replicas per model at most; null: as many as placement fits at once
     window: int = 2  # shards in flight per replica (one running, the next queued so the device never idles)
+    start_timeout: float = 60.0  # seconds for Ray to start one worker process before the run fails, saying why
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -255,14 +256,19 @@ def where_am_i(backend: object) -> dict[str, str]:
             "worker": worker}
 
 
-def init_ray(cfg: SweepConfig) -> None:
-    """Join the configured cluster, or start a local one with this machine's resources."""
+def init_ray(cfg: SweepConfig, progress: bool = False) -> None:
+    """Join the configured cluster, or start a local one with this machine's resources; then make sure a worker
+    process starts at all (a Ray that cannot start workers would otherwise wait forever, silently).
+
+    With a progress bar on a terminal, the workers' own log lines stay out of it (they are in Ray's session logs,
+    whose folder the end of a run names); in a job or with -q they go to the driver's output as usual.
+    """
     if ray.is_initialized():
         return
     quiet = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
     kwargs: dict = {
         "ignore_reinit_error": True,
-        "log_to_driver": True,
+        "log_to_driver": not (progress and sys.stderr.isatty()),
         "logging_level": logging.WARNING,
         "runtime_env": {"env_vars": quiet},
     }
@@ -270,6 +276,36 @@ def init_ray(cfg: SweepConfig) -> None:
         ray.init(address=cfg.cluster.address, **kwargs)
     else:
         ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, **kwargs)
+    check_workers_start(cfg.cluster.start_timeout)
+
+
+def _alive() -> bool:
+    return True
+
+
+class ClusterUnusable(RuntimeError):
+    """Ray is up but cannot run anything (no worker process starts): the run stops, saying where to look."""
+
+
+def check_workers_start(timeout: float) -> None:
+    """ClusterUnusable naming the cause and Ray's logs if no worker process answers within `timeout` seconds."""
+    ref = ray.remote(num_cpus=0)(_alive).remote()
+    ready, _ = ray.wait([ref], timeout=timeout)
+    if not ready:
+        ray.cancel(ref, force=True)
+        raise ClusterUnusable(
+            f"Ray could not start a worker process within {timeout:g} s (cluster.start_timeout), so no model could "
+            f"run; see Ray's logs in {ray_logs()} (raylet.err, worker-*.err): a broken Python environment on the "
+            "nodes, a runtime_env that fails to install, or a full /tmp are the usual causes"
+        )
+
+
+def ray_logs() -> str:
+    """The folder of this Ray session's logs (workers' output when it is kept out of the terminal)."""
+    try:
+        return os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+    except Exception:  # a client connection or an older Ray: the usual place
+        return "/tmp/ray/session_latest/logs"
 
 
 def describe_cluster(cfg: SweepConfig) -> Cluster:
@@ -387,7 +423,7 @@ def execute(
     todo = sum(len(q) for q in queues.values())
     if todo == 0:
         return report
-    init_ray(cfg)
+    init_ray(cfg, progress)
     placed = {p.model: p for p in placements([m for m in plan.models if queues[m.name]], cfg)}
     models = {m.name: m for m in plan.models}
     task_refs = {name: ray.put(t) for name, t in tasks.items()}
@@ -486,7 +522,7 @@ def execute(
         log.error("shard %s (%s) failed after %d attempt(s): %s", shard.id, cells[shard.cell_id].label,
                   failure.attempts, failure)
         on_failure(shard, failure)
-        bar.update(1)
+        bar.update(shard.size)
 
     def retry_or_fail(shard: Shard, name: str, failure: Failure, oom: bool, lost: bool) -> None:
         nonlocal seq
@@ -523,7 +559,10 @@ def execute(
 
     t0 = time.perf_counter()
     last_tick = time.monotonic()
-    bar = tqdm(total=todo, desc=f"sweep {plan.sweep_id}", unit="shard", disable=not progress, dynamic_ncols=True)
+    # counted in examples (a shard is up to sweep.shard_size of them), so the bar moves with the work
+    bar = tqdm(total=sum(s.size for q in queues.values() for s in q), desc=f"sweep {plan.sweep_id}", unit="ex",
+               disable=not progress, dynamic_ncols=True)
+    bar.set_postfix_str(f"loading {len(reps)} replica(s) of {len(placed)} model(s)")
     try:
         while inflight or delayed or reprobe:
             now = time.monotonic()
@@ -555,6 +594,7 @@ def execute(
                     rep.host = ray.get(ready[0]).get("host", "")
                     rep.state = "ready"
                     feed(rep)
+                    bar.set_postfix_str(f"{sum(r.state == 'ready' for r in reps.values())}/{len(reps)} replicas ready")
                 except ray.exceptions.ActorUnavailableError:  # Ray is restarting it (or it is unreachable a while)
                     seq += 1
                     heapq.heappush(reprobe, (time.monotonic() + 1.0, seq, actor))
@@ -575,7 +615,7 @@ def execute(
                 on_shard(shard, outcome)
                 report.completed += 1
                 report.examples += outcome.rows
-                bar.update(1)
+                bar.update(shard.size)
             except ray.exceptions.RayActorError as e:  # the replica died or is unreachable mid-shard
                 retry_or_fail(shard, name, Failure(_error_class(e), _cause(e), 0, name, rep.host if rep else ""),
                               oom=is_oom(e), lost=True)
@@ -586,8 +626,8 @@ def execute(
             except Exception as e:  # the shard raised: retried after a backoff, or with half the batch
                 retry_or_fail(shard, name, Failure(_error_class(e), _cause(e), 0, name, rep.host if rep else ""),
                               oom=is_oom(e), lost=False)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(examples_s=f"{report.examples / max(elapsed, 1e-9):.1f}", failed=len(report.failed))
+            ready_now = sum(r.state == "ready" for r in reps.values())
+            bar.set_postfix(shards=f"{report.completed}/{todo}", replicas=ready_now, failed=len(report.failed))
             if rep is not None and rep.actor in reps and rep.state == "ready":
                 feed(rep)
     finally:

@@ -121,3 +121,31 @@ def test_a_failing_shard_names_its_model_cell_and_the_example_that_fails(tmp_pat
     text = str(err.value)
     assert f"model {cell.model.name}, shard {shard.id} ({cell.label}" in text
     assert f"example {bad.idx} (position {shard.start + 5}): ValueError: cannot tokenize this one" in text
+
+
+def test_a_ray_that_cannot_start_workers_fails_within_the_timeout_saying_where_to_look(tmp_path):
+    """Worker processes that die at start (a broken environment on the nodes): the check stops after the timeout
+    with the reason and Ray's log folder, instead of the run waiting forever (it hung 11 minutes in a trial)."""
+    import ray
+
+    from orchestrator.execute import ClusterUnusable, check_workers_start
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "sitecustomize.py").write_text('raise SystemExit("a broken environment, on purpose")\n')
+    ray.init(num_cpus=1, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(broken)}})
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterUnusable, match=r"could not start a worker process within 6 s "
+                                                  r"\(cluster.start_timeout\).*logs"):
+            check_workers_start(6)
+        assert time.monotonic() - t0 < 30
+    finally:
+        ray.shutdown()
+    ray.init(num_cpus=1, include_dashboard=False)  # a healthy Ray passes at once
+    try:
+        t0 = time.monotonic()
+        check_workers_start(60)
+        assert time.monotonic() - t0 < 30
+    finally:
+        ray.shutdown()
