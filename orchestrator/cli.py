@@ -332,7 +332,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         print(cells_table(result.cells).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     _print_analysis(result)
     print(f"\n{len(result.cells)} cells rescored from {redact_text(args.root)}/{args.sweep}; "
-          f"curves in {Path(cfg.sweep.output_dir) / args.sweep / 'curves'}")
+          f"curves in {result.report.parent / 'curves' if result.report else '?'}")
     if result.parent_run_id:
         print(f"mlflow: {redact_text(cfg.tracking.uri)} run {result.parent_run_id}")
     return 0

@@ -362,8 +362,11 @@ def _end_parent(live, status: str) -> None:
 
 
 def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore,
-           status: str | None = None, failed: dict[str, str] | None = None) -> SweepResult:
+           status: str | None = None, failed: dict[str, str] | None = None, view: str | None = None) -> SweepResult:
     """Score finished cells, draw curves, and (re)build the MLflow view. Runs no model.
+
+    `view` (a rescore with fewer metrics than the sweep) writes everything under `views/<view>/`, in the
+    output folder and the store, and leaves the full results and MLflow untouched.
 
     `status` ends the parent run (FAILED when shards failed); by default FINISHED when every cell is scored.
     Cells with a missing or failed shard are partial (analysis/partial.py): their reason is the error of
@@ -375,23 +378,26 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     info = metric_info(list(cfg.metrics.names))
     cvs = curves(cells, info, x=cfg.analysis.x)
     out_dir = Path(cfg.sweep.output_dir) / plan.sweep_id
+    key = ""  # where in the store
+    if view:
+        out_dir, key = out_dir / "views" / view, f"views/{view}/"
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = plot_all(cvs, out_dir / "curves")
     table = cells_table(cells, partial)
     table.to_csv(out_dir / "cells.csv", index=False)
     for p in plots:
-        store.write_bytes(f"curves/{p.name}", p.read_bytes())
-    store.write_bytes("cells.csv", table.to_csv(index=False).encode())
+        store.write_bytes(f"{key}curves/{p.name}", p.read_bytes())
+    store.write_bytes(f"{key}cells.csv", table.to_csv(index=False).encode())
     analysis = analyse(cvs, cfg.analysis, partial)
     extra = write_analysis(analysis, cvs, table, out_dir, plan.sweep_id, n_cells=len(plan.cells),
                            resume=resume_command(plan.sweep_id, cfg.storage.root))
     for p in extra:
-        store.write_bytes(f"analysis/{p.relative_to(out_dir)}", p.read_bytes())
+        store.write_bytes(f"{key}analysis/{p.relative_to(out_dir)}", p.read_bytes())
     result = SweepResult(
         plan=plan, cells=cells, curves=cvs, plots=plots, analysis=analysis, report=out_dir / "report.html",
         partial=partial,
     )
-    if cfg.tracking.enabled:
+    if cfg.tracking.enabled and not view:
         if status is None:
             status = "FINISHED" if len(cells) == len(plan.cells) else "FAILED"
         result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial,
@@ -581,4 +587,11 @@ def rescore(cfg: SweepConfig) -> SweepResult:
     if recorded is not None and not set(cfg.model.sizes) <= set(recorded):
         recorded = None  # sizes added on the command line: resolve them all afresh
     plan, tasks, store = prepare(cfg, recorded)
+    stored = set(((store.read_json("manifest.json").get("config") or {}).get("metrics") or {}).get("names") or [])
+    asked = set(cfg.metrics.names)
+    if stored and asked < stored:  # a subset: beside the full results, which (and MLflow) stay as they are
+        view = "+".join(sorted(asked))
+        log.warning("metrics.names is a subset of the sweep's (%s): results go to views/%s beside the full "
+                    "ones, which are left as they are, and MLflow is not changed", ", ".join(sorted(stored)), view)
+        return record(cfg, plan, tasks, store, view=view)
     return record(cfg, plan, tasks, store)

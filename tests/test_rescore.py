@@ -80,10 +80,22 @@ def test_rescore_with_a_new_metric_loads_no_model(tmp_path, tiny_model, tiny_mod
     assert "answer_length" in cells_csv.splitlines()[0]
     assert json.loads((tmp_path / "store" / "rs" / "manifest.json").read_text())["sweep_id"] == "rs"
 
+    # a rescore with fewer metrics than the sweep goes beside the full results; they and MLflow stay as they are
+    from orchestrator.cli import main
+
+    full_csv = (tmp_path / "store" / "rs" / "cells.csv").read_text()
+    assert main(["rescore", "rs", "--root", str(tmp_path / "store"), "metrics.names=[exact_match]"]) == 0
+    assert (tmp_path / "store" / "rs" / "cells.csv").read_text() == full_csv
+    view = (tmp_path / "store" / "rs" / "views" / "exact_match" / "cells.csv").read_text().splitlines()[0]
+    assert "exact_match" in view and "token_edit_distance" not in view
+    assert (tmp_path / "outputs" / "rs" / "views" / "exact_match" / "report.html").exists()
+    again = mlflow.search_runs(experiment_names=["rs"])
+    cell_runs = again[again["tags.orchestrator.kind"] == "cell"]
+    assert len(again) == 4 and cell_runs["metrics.token_edit_distance"].notna().all()
+
     # a copied folder is reported as itself, not as the sweep that wrote it
     shutil.copytree(tmp_path / "store" / "rs", tmp_path / "store" / "rs-copy")
     original = (tmp_path / "outputs" / "rs" / "report.html").stat().st_mtime_ns
-    from orchestrator.cli import main
 
     assert main(["report", "rs-copy", "--root", str(tmp_path / "store"), "tracking.enabled=false"]) == 0
     assert "rs-copy" in (tmp_path / "outputs" / "rs-copy" / "report.html").read_text()
