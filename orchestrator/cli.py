@@ -168,6 +168,8 @@ def _summary(cfg, result) -> int:
         f"{len(result.failed)} failed; {result.seconds:.1f} s"
         + (f", {result.examples_per_second:.1f} examples/s" if result.shards_run else "")
     )
+    if getattr(result, "worker_logs", ""):
+        print(f"model workers' output (kept out of the progress bar): {result.worker_logs}")
     if result.failed:
         for sid, err in sorted(result.failed.items()):
             print(f"FAILED shard {sid}: {redact_text(err)}", file=sys.stderr)

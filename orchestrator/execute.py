@@ -49,6 +49,7 @@ class ExecutionReport:
     examples: int = 0
     seconds: float = 0.0
     replicas: dict[str, int] = field(default_factory=dict)  # model -> replicas started
+    worker_logs: str = ""  # Ray's log folder, when the workers' lines were kept out of the terminal
 
     @property
     def examples_per_second(self) -> float:
@@ -268,7 +269,7 @@ def init_ray(cfg: SweepConfig, progress: bool = False) -> None:
     quiet = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
     kwargs: dict = {
         "ignore_reinit_error": True,
-        "log_to_driver": not (progress and sys.stderr.isatty()),
+        "log_to_driver": not _bar_on_terminal(progress),
         "logging_level": logging.WARNING,
         "runtime_env": {"env_vars": quiet},
     }
@@ -277,6 +278,11 @@ def init_ray(cfg: SweepConfig, progress: bool = False) -> None:
     else:
         ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, **kwargs)
     check_workers_start(cfg.cluster.start_timeout)
+
+
+def _bar_on_terminal(progress: bool) -> bool:
+    """A progress bar drawn on a terminal: the workers' log lines would cut through it."""
+    return progress and sys.stderr.isatty()
 
 
 def _alive() -> bool:
@@ -424,6 +430,7 @@ def execute(
     if todo == 0:
         return report
     init_ray(cfg, progress)
+    report.worker_logs = ray_logs() if _bar_on_terminal(progress) else ""
     placed = {p.model: p for p in placements([m for m in plan.models if queues[m.name]], cfg)}
     models = {m.name: m for m in plan.models}
     task_refs = {name: ray.put(t) for name, t in tasks.items()}

@@ -48,6 +48,7 @@ class SweepResult:
     analysis: Analysis | None = None
     report: Path | None = None
     partial: list[PartialCell] = field(default_factory=list)  # planned cells with a missing or failed shard
+    worker_logs: str = ""  # Ray's log folder when the workers' output was kept out of the terminal
 
 
 CODE_VERSION_ENV = "ORCHESTRATOR_CODE_VERSION"
@@ -323,6 +324,7 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
     result.shards_skipped = report.skipped
     result.failed = report.failed
     result.examples_per_second = report.examples_per_second
+    result.worker_logs = report.worker_logs
     result.seconds = time.perf_counter() - t0
     return result
 
