@@ -4,6 +4,7 @@
     orchestrator resume demo --root results          run a stored sweep's missing and failed shards again
     orchestrator run experiment=demo 'model.sizes=[zoo-3k,zoo-300k]' 'task=[add_3]' 'prompt=[zero_shot]'
     orchestrator plan experiment=demo                cells, shards, examples, and which shards are done
+    orchestrator run --info / run experiment=demo --cfg job   config groups and options / the resolved config
     orchestrator zoo build                           train the embedded model family (CPU, minutes)
     orchestrator ui                                  open the MLflow UI on the tracking store
     orchestrator sync demo --root results            bring MLflow up to date from the store (after an outage)
@@ -85,11 +86,92 @@ def _prepare(cfg):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if not args.overrides and not args.config_dir and not args.yes:
+        return _bare_run()
     cfg = _load(args)
     if not args.quiet:
         print(f"sweep {cfg.sweep.name}: {len(cfg.model.sizes)} sizes x {len(cfg.tasks)} tasks x "
               f"{len(cfg.prompts)} prompt styles -> store {redact_text(cfg.storage.root)}/{cfg.sweep.name}")
     return _run_and_summarise(cfg, args.quiet)
+
+
+ZOO_MINUTES = "about 4-5 minutes on 2 CPU cores for the whole family"  # README's measured figure
+
+
+def _bare_run() -> int:
+    """`orchestrator run` with nothing after it: say what the default sweep would do (and that it may train the zoo
+    first, for minutes) and how to pick an experiment; run nothing, exit 2. `--yes` runs it."""
+    from orchestrator import grammar
+    from orchestrator.config import conf_dir, load
+
+    lines = []
+    try:
+        cfg = load([])
+    except Exception as e:  # the default tree itself is broken: say so, the listing below still helps
+        lines.append(f"the default config does not load: {redact_text(_explain(e))}")
+    else:
+        sizes, tasks, prompts = list(cfg.model.sizes), sorted(cfg.tasks), sorted(cfg.prompts)
+        n = len(sizes) * len(tasks) * len(prompts)
+        lines.append(
+            f"`orchestrator run` with nothing after it would run the default sweep {cfg.sweep.name!r}: "
+            f"{len(sizes)} sizes ({', '.join(sizes)}) x {len(tasks)} tasks ({', '.join(tasks)}) x {len(prompts)} "
+            f"prompt styles ({', '.join(prompts)}) = {n} cells, into store {redact_text(cfg.storage.root)}/"
+            f"{cfg.sweep.name} and MLflow {redact_text(cfg.tracking.uri)} (relative paths: in {Path.cwd()})")
+        if cfg.model.build == "zoo":
+            missing = [s for s in sizes if not (Path(os.path.expanduser(cfg.model.catalog[s].path))
+                                               / "config.json").exists()]
+            if missing:
+                where = Path(os.path.expanduser(cfg.model.catalog[missing[0]].path)).parent
+                lines.append(f"first it would train the zoo members not built yet ({', '.join(missing)}) into "
+                             f"{where}: {ZOO_MINUTES}, once")
+    lines.append("nothing was run. Pick an experiment:")
+    try:
+        with grammar.open_tree(conf_dir(), []) as tree:
+            exps = tree.experiments()
+    except Exception:
+        exps = []
+    width = max((len(n) for n, _ in exps), default=0) + len("orchestrator run experiment=") + 2
+    lines.extend(f"  {'orchestrator run experiment=' + n:<{width}}{c}" for n, c in exps)
+    lines.append("change any part with overrides (orchestrator run experiment=demo 'task=[add_3]'); see the grid, "
+                 "its cost and what is done with `orchestrator plan experiment=demo`; the config groups and options: "
+                 "`orchestrator run --info`; run the default sweep anyway: `orchestrator run --yes`")
+    print("\n".join(lines))
+    return EXIT_BAD_INPUT
+
+
+def cmd_cfg(args: argparse.Namespace) -> int:
+    """`--cfg job`: the resolved config as YAML, credentials masked; nothing runs, nothing is checked remotely."""
+    from omegaconf import OmegaConf
+
+    from orchestrator.config import to_container
+    from orchestrator.secrets import redact
+
+    args.preflight = False
+    cfg = _load(args)
+    print(redact_text(OmegaConf.to_yaml(redact(to_container(cfg)))), end="")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """`--info`: the config groups and their options, the defaults and the experiments (searchpath included)."""
+    from orchestrator import grammar
+    from orchestrator.config import conf_dir
+
+    d = (Path(args.config_dir) if args.config_dir else conf_dir()).resolve()
+    if not (d / "config.yaml").exists():
+        raise UserError(f"config tree not found: {d}/config.yaml; set ORCHESTRATOR_CONF or --config-dir")
+    with grammar.open_tree(d, args.overrides) as tree:
+        print(grammar.info(tree))
+    return 0
+
+
+def refuse_multirun() -> None:
+    from orchestrator.grammar import WHY_ONE_PROCESS
+
+    raise UserError(f"-m/--multirun is not used here: {WHY_ONE_PROCESS}. Give the axes as lists instead and drop -m, "
+                    "e.g. orchestrator run experiment=demo 'task=[add_2,add_3]' 'prompt=[zero_shot,k_shot]' "
+                    "'model.sizes=[zoo-3k,zoo-300k]'; two different configurations: two runs, each with its own "
+                    "sweep.name")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -301,15 +383,81 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cfg = _load(args)
     uri = cfg.tracking.uri
     if uri.startswith(("http://", "https://", "databricks")):  # a server already is the UI; nothing to start
+        from orchestrator.config import ConfigError
+        from orchestrator.preflight import check_tracking_reachable
+
+        try:
+            check_tracking_reachable(uri)  # `tracking=server` with no server running: say so, not "open it"
+        except ConfigError as e:
+            raise UserError(str(e)) from e
         print(f"tracking.uri={redact_text(uri)} is a tracking server: open {redact_text(uri)} in a browser (from "
               "a laptop, tunnel to it first, e.g. `ssh -L 5000:127.0.0.1:5000 head-node`)")
         return 0
+    store = _local_tracking_store(uri)
+    if store is not None and not store.exists():  # `mlflow ui` would create an empty one and show nothing
+        raise UserError(_no_tracking_store(uri, store, cfg.storage.root))
+    _check_port(args.host, args.port)
     exe = shutil.which("mlflow")
     if exe is None:
         raise UserError("the `mlflow` command is not on PATH; install mlflow in this environment")
-    cmd = [exe, "ui", "--backend-store-uri", cfg.tracking.uri, "--host", args.host, "--port", str(args.port)]
+    exact = uri if store is None else f"sqlite:///{store}" if uri.startswith("sqlite:") else str(store)
+    cmd = [exe, "ui", "--backend-store-uri", exact, "--host", args.host, "--port", str(args.port)]
     print("running:", redact_text(" ".join(cmd)))
     return subprocess.call(cmd)
+
+
+def _local_tracking_store(uri: str) -> Path | None:
+    """The absolute file (sqlite:///) or folder (a path, file://) of a local MLflow store; None for anything else."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).expanduser().resolve()  # sqlite:////abs -> /abs; sqlite:///rel -> cwd
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):]).expanduser().resolve()
+    if "://" not in uri and not uri.startswith("databricks"):
+        return Path(uri).expanduser().resolve()
+    return None
+
+
+def _no_tracking_store(uri: str, store: Path, root: str) -> str:
+    """Why `ui` refuses a store that is not there, and the exact commands that open the sweeps this store has."""
+    import json
+    import shlex
+
+    found: list[str] = []
+    local_root = root[len("file://"):] if root.startswith("file://") else root if "://" not in root else None
+    if local_root is not None:
+        for manifest in sorted(Path(local_root).expanduser().glob("*/manifest.json")):
+            try:
+                t = json.loads(manifest.read_text()).get("config", {}).get("tracking", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            other = _local_tracking_store(str(t.get("uri") or ""))
+            if t.get("enabled", True) and other is not None and other.exists():
+                scheme = "sqlite:///" if str(t.get("uri")).startswith("sqlite:") else ""
+                found.append(f"{manifest.parent.name}: orchestrator ui "
+                             + shlex.quote(f"tracking.uri={scheme}{other}"))
+    where = ("; sweeps in store " + redact_text(root) + " logged elsewhere, open them with: " + "; ".join(found)
+             if found else "; run it in the folder the sweep ran in, or give the sweep's own store as its run "
+             "printed at the end, with an absolute path: orchestrator ui 'tracking.uri=sqlite:////abs/path/mlflow.db'")
+    return (f"tracking.uri={redact_text(uri)}: {store} does not exist, so no sweep logged there (a sweep run "
+            f"in another folder, or with its own tracking.uri, logged elsewhere); `mlflow ui` would create an empty "
+            f"store and show nothing{where}")
+
+
+def _check_port(host: str, port: int) -> None:
+    """A taken port fails here, with the fix: `mlflow ui` logs the error and still exits 0."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closing socket is no clash
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            with socket.socket() as free:
+                free.bind((host, 0))
+                other = free.getsockname()[1]
+            raise UserError(f"--port {port}: {host}:{port} is taken ({e.strerror}; another `orchestrator ui` or "
+                            f"`mlflow ui`?): open http://{host}:{port} if that is this store's UI, or pass "
+                            f"--port {other}") from e
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
@@ -750,8 +898,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config-dir", default=None, help="config tree (default: the repo's conf/)")
         return sp
 
-    r = with_overrides(sub.add_parser("run", help="run or resume a sweep: only missing shards run"))
+    def hydra_flags(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Hydra's own inspection flags, as Hydra users expect them; -m is refused with the reason."""
+        sp.add_argument("-c", "--cfg", choices=["job"], default=None,
+                        help="print the resolved config as YAML (credentials masked) and exit; nothing runs")
+        sp.add_argument("--info", action="store_true",
+                        help="list the config groups and their options, the defaults and the experiments, and exit")
+        sp.add_argument("-m", "--multirun", action="store_true",
+                        help="not used: one process expands the grid (give lists: 'task=[a,b]')")
+        return sp
+
+    r = hydra_flags(with_overrides(sub.add_parser("run", help="run or resume a sweep: only missing shards run")))
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    r.add_argument("-y", "--yes", action="store_true",
+                   help="run even with no overrides (the default sweep; it may train the zoo first, for minutes)")
     r.set_defaults(func=cmd_run, preflight=True)
     rr = sub.add_parser("resume", help="run a stored sweep's missing and failed shards (from its manifest)")
     rr.add_argument("sweep", help="sweep id (its sweep.name)")
@@ -759,7 +919,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--root", default="results", help="the store root the sweep was written to")
     rr.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     rr.set_defaults(func=cmd_resume)
-    pl = with_overrides(sub.add_parser("plan", help="print the grid: cells, shards, examples, done"))
+    pl = hydra_flags(with_overrides(sub.add_parser("plan", help="print the grid: cells, shards, examples, done")))
     pl.add_argument("--shards", action="store_true", help="also list every shard")
     pl.set_defaults(func=cmd_plan)
     z = sub.add_parser("zoo", help="the embedded tiny model family trained on this machine")
@@ -805,7 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "ids. Needs cluster=ray and a store every node reaches (absolute path or s3:// / gs:// URL). "
                    "Credentials come from the nodes' environment (AWS_*, MLFLOW_TRACKING_PASSWORD, HF_TOKEN, a "
                    "profile or the cloud's identity), never from the job: an override carrying one is refused")
-    sb = with_overrides(sub.add_parser("submit", help=submit_help, description=submit_help))
+    sb = hydra_flags(with_overrides(sub.add_parser("submit", help=submit_help, description=submit_help)))
     sb.add_argument("--address", default=None, help=address_help)
     sb.set_defaults(func=cmd_submit)
     for name, text, func in (
@@ -840,6 +1000,12 @@ def main(argv: list[str] | None = None) -> int:
     install_log_filter()  # a URL with a password, a token in an error: masked in every log line
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if getattr(args, "multirun", False):
+            refuse_multirun()
+        if getattr(args, "info", False):
+            return cmd_info(args)
+        if getattr(args, "cfg", None):
+            return cmd_cfg(args)
         return args.func(args)
     except UserError as e:
         print(f"error: {redact_text(str(e))}", file=sys.stderr)

@@ -472,14 +472,20 @@ def load(overrides: list[str], config_dir: Path | None = None, config_name: str 
     Uses Hydra's compose API: one sweep is one process that expands its own
     grid, so Hydra's multirun and job working dirs are not involved.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose
 
-    register()
+    from orchestrator import grammar
+
     d = (config_dir or conf_dir()).resolve()
     if not (d / f"{config_name}.yaml").exists():
         raise ConfigError(f"config tree not found: {d}/{config_name}.yaml; set ORCHESTRATOR_CONF or --config-dir")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(d), version_base=None):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
+    with grammar.open_tree(d, list(overrides), config_name) as tree:
+        grammar.check_spelling(list(overrides), tree.groups())  # `tasks=[..]`, `task.x.n=5`: the exact fix
+        try:
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+        except Exception as e:
+            better = grammar.explain(e, tree)  # Hydra's hint misleads here, or lists no options
+            if better:
+                raise ConfigError(better) from None  # one message: ours replaces Hydra's
+            raise
     return validate(cfg)
