@@ -34,6 +34,7 @@ MAX_PARAMS = 100  # per log_batch (mlflow/utils/validation.py)
 MAX_METRICS = 1000
 MAX_PARAM_VALUE = 6000
 PARENT = "mlflow.parentRunId"
+EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI's experiment type: runs table, not the GenAI pages
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -76,11 +77,14 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            exp_id = self.client.create_experiment(experiment)
+            # MLflow 3's UI opens an experiment without this tag on its (empty) GenAI page, not on the runs
+            exp_id = self.client.create_experiment(experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
         else:
             exp_id = exp.experiment_id
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp_id)
+            if EXPERIMENT_KIND not in exp.tags:
+                self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, "custom_model_development")
         self.experiment_id = exp_id
 
     # -- finding runs -----------------------------------------------------------

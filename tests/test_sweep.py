@@ -82,6 +82,7 @@ def test_sweep_end_to_end_and_resume(cfg, tmp_path):
         # read on a log x axis: log10 of each point's x beside it; the verdicts, with reasons, on the run
         logx = {m.step: m.value for m in client.get_metric_history(curve_id, "log10_params")}
         assert logx == {x: pytest.approx(math.log10(x)) for x in steps}
+        assert client.get_experiment_by_name("itest").tags["mlflow.experimentKind"] == "custom_model_development"
         curve_run = client.get_run(curve_id)
         assert curve_run.data.tags["orchestrator.verdict.exact_match"].split(" (")[0] in {
             "flat", "smooth", "emergent", "inverse", "u-shaped", "inverse-u"}
