@@ -67,6 +67,11 @@ class TaskConfig:
     seed: int = 0
     limit: Optional[int] = None  # evaluate a sample of `limit` examples drawn with `seed`, stratified by subtask
     stop: Optional[list[str]] = None
+    # the task's own prompt frame, overriding its source's (null keeps it): input_prefix="" and output_prefix=""
+    # show a JSONL input as written ("3+4=") instead of BIG-bench's "\nQ: 3+4=\nA: "
+    input_prefix: Optional[str] = None
+    output_prefix: Optional[str] = None
+    append_choices: Optional[bool] = None  # list a task's options after its input (BIG-bench's "\n  choice: X")
 
 
 @dataclass
@@ -484,8 +489,40 @@ def load(overrides: list[str], config_dir: Path | None = None, config_name: str 
         try:
             cfg = compose(config_name=config_name, overrides=list(overrides))
         except Exception as e:
+            hint = _missing_package(str(e), [*_searchpath(overrides), d])
+            if hint:
+                raise ConfigError(hint) from None  # Hydra's own text points at the wrong key
             better = grammar.explain(e, tree)  # Hydra's hint misleads here, or lists no options
             if better:
                 raise ConfigError(better) from None  # one message: ours replaces Hydra's
             raise
     return validate(cfg)
+
+
+# groups whose yaml merges under a plural key with the file's name: tasks.<name>, prompts.<name>
+_PACKAGED = {"task": "tasks", "prompt": "prompts"}
+_NO_PACKAGE = re.compile(r"In '(task|prompt)/([^']+)'.*Key '(?:task|prompt)' not in 'SweepConfig'", re.DOTALL)
+
+
+def _missing_package(message: str, dirs: list[Path]) -> str | None:
+    """Name the file and the line it lacks when a task/prompt yaml has no `# @package` header, else None."""
+    m = _NO_PACKAGE.search(message)
+    if not m:
+        return None
+    group, name = m.group(1), m.group(2)
+    found = [p for p in (Path(x) / group / f"{name}.yaml" for x in dirs) if p.exists()]
+    where = str(found[0]) if found else f"{group}/{name}.yaml"
+    return (f"{where}: the first line must be '# @package {_PACKAGED[group]}.{name}' (a {group} yaml is merged "
+            f"under {_PACKAGED[group]}.<its name>, and without that line Hydra puts it under '{group}'); add it")
+
+
+def _searchpath(overrides: list[str]) -> list[Path]:
+    """The local folders of a `hydra.searchpath=[file://...]` override, in order."""
+    out: list[Path] = []
+    for o in overrides:
+        if o.startswith("hydra.searchpath="):
+            for item in o.split("=", 1)[1].strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if item.startswith("file://"):
+                    out.append(Path(item.removeprefix("file://")))
+    return out

@@ -28,6 +28,11 @@ def load_task(name: str, cfg: TaskConfig) -> Task:
     `subtask` picks a sub-folder of a parent task. source=synthetic:
     `generator`, `digits` (1..5), `n`, `seed`. source=jsonl: `url` of a JSON
     Lines file (see orchestrator.tasks.jsonl for the format).
+
+    `input_prefix`, `output_prefix` and `append_choices`, where set, replace the
+    source's prompt frame (BIG-bench's "\\nQ: ", "\\nA: " and appended options for
+    bigbench and jsonl): the frame is part of the task, so every prompt style uses
+    it and it enters the content hash; unset, nothing changes.
     """
     source = cfg.source
     if source not in TASK_SOURCES:
@@ -42,6 +47,7 @@ def load_task(name: str, cfg: TaskConfig) -> Task:
         task = jsonl.load(name, str(cfg.url))
     else:
         task = _synthetic(name, cfg)
+    task = _frame(task, cfg)
     if cfg.stop is not None:
         stop = tuple(cfg.stop)
         if not all(isinstance(s, str) and s for s in stop):
@@ -52,6 +58,16 @@ def load_task(name: str, cfg: TaskConfig) -> Task:
             raise ConfigError(f"tasks.{name}.limit={cfg.limit} must be >= 1 or null")
         task = replace(task, examples=sample_examples(task.examples, cfg.limit, cfg.seed))
     return with_hash(task)
+
+
+def _frame(task: Task, cfg: TaskConfig) -> Task:
+    """The task with the prompt frame its config declares (input/output prefix, options listed or not)."""
+    declared = {
+        "example_input_prefix": cfg.input_prefix,
+        "example_output_prefix": cfg.output_prefix,
+        "append_choices_to_input": cfg.append_choices,
+    }
+    return replace(task, **{k: v for k, v in declared.items() if v is not None})
 
 
 def _synthetic(name: str, cfg: TaskConfig) -> Task:

@@ -21,7 +21,10 @@ Each non-blank line is a JSON object:
 The task is formatted with BIG-bench's defaults ("\\nQ: " before the input,
 "\\nA: " before the answer, options appended as "\\n  choice: X", exemplars
 joined by "\\n") and scored with exact_str_match, plus multiple_choice_grade
-when any example has choices. Use prompt style `template` for another format.
+when any example has choices. A task yaml changes that frame for every prompt
+style with `input_prefix`, `output_prefix` and `append_choices` (e.g. `""`, `""`
+to show "2+3=" as written, the zoo's format; README, "Bring your own task and
+metric"); prompt style `template` gives any other format.
 Example `idx` is the example's position among the non-blank lines.
 """
 
