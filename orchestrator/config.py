@@ -120,6 +120,7 @@ class ClusterConfig:
     max_retries: int = 1
     replicas: Optional[int] = None  # replicas per model at most; null: as many as placement fits at once
     window: int = 2  # shards in flight per replica (one running, the next queued so the device never idles)
+    min_shards_per_replica: int = 8  # a model gets another replica only for this many more shards (loads cost)
     start_timeout: float = 60.0  # seconds for Ray to start one worker process before the run fails, saying why
 
 
@@ -389,6 +390,8 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
     if sc.cluster.window < 1:
         raise ConfigError(f"cluster.window={sc.cluster.window} must be >= 1 (shards in flight per replica; 2 keeps "
                           "the device busy while the driver hands out the next)")
+    if sc.cluster.min_shards_per_replica < 1:
+        raise ConfigError(f"cluster.min_shards_per_replica={sc.cluster.min_shards_per_replica} must be >= 1")
     if sc.cluster.replicas is not None and sc.cluster.replicas < 1:
         raise ConfigError(f"cluster.replicas={sc.cluster.replicas} must be >= 1, or null (as many as fit)")
     _check_x(sc)

@@ -466,7 +466,9 @@ def execute(
         starts[name] = starts.get(name, 0) + 1
 
     for p in placed.values():  # largest model first: Ray grants its replicas first
-        n = max(1, min(p.replicas, len(queues[p.model]), cfg.cluster.replicas or p.replicas))
+        # another replica pays a model load (and a worker start): only worth it with enough shards to share
+        worth = -(-len(queues[p.model]) // max(1, cfg.cluster.min_shards_per_replica))
+        n = max(1, min(p.replicas, worth, cfg.cluster.replicas or p.replicas))
         budget[p.model] = n + cfg.cluster.max_retries
         report.replicas[p.model] = n
         for _ in range(n):
