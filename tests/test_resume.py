@@ -24,6 +24,16 @@ def _shards(store: Path) -> set[str]:
     return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(".")} if folder.exists() else set()
 
 
+def _resume(sweep: str, root: Path, env: dict[str, str]) -> tuple[int, int, int]:
+    """`orchestrator resume <sweep> --root <root>` as a user runs it: (shards run, already stored, failed)."""
+    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", sweep, "--root", str(root)],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    counts = re.search(r"shards: (\d+) run, (\d+) already in the store, (\d+) failed", resumed.stdout)
+    assert counts, resumed.stdout[-2000:]
+    return int(counts[1]), int(counts[2]), int(counts[3])
+
+
 def test_a_killed_driver_is_resumed_without_recomputing_finished_shards(tmp_path: Path, tiny_conf: Path) -> None:
     overrides = overrides_for(tmp_path, tiny_conf, "task=[add_2]", "prompt=[zero_shot]", "tasks.add_2.n=40",
                               "sweep.shard_size=4", "sweep.name=killed", "cluster.num_cpus=2",
@@ -44,13 +54,7 @@ def test_a_killed_driver_is_resumed_without_recomputing_finished_shards(tmp_path
     before = _shards(store)
     assert 4 <= len(before) < 20
 
-    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "killed", "--root",
-                              str(tmp_path / "store")], env=env, cwd=REPO, capture_output=True, text=True,
-                             timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    counts = re.search(r"shards: (\d+) run, (\d+) already in the store, (\d+) failed", resumed.stdout)
-    assert counts, resumed.stdout[-2000:]
-    assert (int(counts[1]), int(counts[2]), int(counts[3])) == (20 - len(before), len(before), 0)
+    assert _resume("killed", tmp_path / "store", env) == (20 - len(before), len(before), 0)
     assert len(_shards(store)) == 20 and before <= _shards(store)
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -103,12 +107,6 @@ def test_ctrl_c_stops_within_seconds_leaves_no_ray_process_and_resume_finishes(t
         assert _processes_under(ray_tmp) == [], "Ray processes of the interrupted run remain"
         before = _shards(store)
 
-        resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "ctrlc", "--root",
-                                  str(tmp_path / "store")], env=env, cwd=REPO, capture_output=True, text=True,
-                                 timeout=600)
-        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-        counts = re.search(r"shards: (\d+) run, (\d+) already in the store", resumed.stdout)
-        assert counts, resumed.stdout[-2000:]
-        assert (int(counts[1]), int(counts[2])) == (20 - len(before), len(before)), (counts[0], len(before))
+        assert _resume("ctrlc", tmp_path / "store", env) == (20 - len(before), len(before), 0)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
