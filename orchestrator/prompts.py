@@ -61,6 +61,7 @@ from __future__ import annotations
 import functools
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -93,7 +94,7 @@ def render(
 ) -> list[Request]:
     """One Request per example index (Example.idx), in the order given; see the module doc for each style."""
     _check_style(task, prompt, chat)
-    by_idx = {ex.idx: ex for ex in task.examples}
+    by_idx = _index(task).by_idx
     out = []
     for idx in indices:
         if idx not in by_idx:
@@ -231,10 +232,11 @@ def _render_one(
             wrap = chat  # type: ignore[assignment]
     elif style == "chain_of_thought":
         sep, stop = _cot_separator(task), (COT_STOP,)
-        pool_has_reasoning = any(e.reasoning for e in task.examples if e.idx != ex.idx)
+        with_reasoning = _index(task).pool("reasoning")
+        pool_has_reasoning = len(with_reasoning.examples) > len(with_reasoning.at_idx.get(ex.idx, ()))
         if prompt.shots > 0 and pool_has_reasoning:
             query = format_query(task, ex)
-            shots = [_cot_exemplar(task, s) for s in _draw(task, prompt, ex, need=lambda e: bool(e.reasoning))]
+            shots = [_cot_exemplar(task, s) for s in _draw(task, prompt, ex, need="reasoning")]
         else:
             query = _glue(format_query(task, ex), prompt.cot_trigger)
     elif style == "multiple_choice":
@@ -242,12 +244,12 @@ def _render_one(
             raise ConfigError(f"prompt style multiple_choice: example {ex.idx} of task {task.name!r} has no options")
         if prompt.mc_format == "letters":
             query, targets, choices, scores = _letters(task, ex, prompt.seed)
-            lettered = (_letters(task, s, prompt.seed) for s in _draw(task, prompt, ex, _has_choices))
+            lettered = (_letters(task, s, prompt.seed) for s in _draw(task, prompt, ex, need="choices"))
             shots = [q + correct[0] for q, correct, _, _ in lettered]
         else:
             generate = False
             query = format_query(task, ex)
-            shots = [format_query(task, s) + s.targets[0] for s in _draw(task, prompt, ex, _has_choices)]
+            shots = [format_query(task, s) + s.targets[0] for s in _draw(task, prompt, ex, need="choices")]
     else:  # template
         head = ""
         query = _fill(prompt.template or "", ex)
@@ -272,13 +274,19 @@ def _render_one(
     )
 
 
-def _draw(
-    task: Task, prompt: PromptConfig, query: Example, need: Callable[[Example], bool] = lambda e: True
-) -> list[Example]:
-    """`prompt.shots` exemplars for `query`, seeded by (seed, query idx) so any shard draws the same ones."""
+def _draw(task: Task, prompt: PromptConfig, query: Example, need: str = "any") -> list[Example]:
+    """`prompt.shots` exemplars for `query`, seeded by (seed, query idx) so any shard draws the same ones.
+
+    The pool is the task's examples that pass `need` (any, reasoning, choices), without the query and any
+    example with its input, in task order; it is a view (_Others) over a list built once per task, so a draw
+    costs O(shots + duplicates of the query) instead of O(examples), and `random.sample` picks the same
+    positions from it as from the copied list it replaces (it only reads len and items).
+    """
     if prompt.shots <= 0:
         return []
-    pool = [e for e in task.examples if e.idx != query.idx and e.input != query.input and need(e)]
+    eligible = _index(task).pool(need)
+    skip = sorted({*eligible.at_input.get(query.input, ()), *eligible.at_idx.get(query.idx, ())})
+    pool = _Others(eligible.examples, skip)
     if prompt.shots > len(pool):
         raise ConfigError(
             f"prompt shots={prompt.shots} but task {task.name!r} has only {len(pool)} usable exemplars for "
@@ -287,8 +295,79 @@ def _draw(
     return random.Random(prompt.seed * 1_000_003 + query.idx).sample(pool, prompt.shots)
 
 
-def _has_choices(e: Example) -> bool:
-    return bool(e.choices)
+_NEEDS: dict[str, Callable[[Example], bool]] = {
+    "any": lambda e: True,
+    "reasoning": lambda e: bool(e.reasoning),
+    "choices": lambda e: bool(e.choices),
+}
+
+
+class _Pool:
+    """The examples that pass one `need`, in task order, with their positions by input and by idx."""
+
+    def __init__(self, examples: Sequence[Example]):
+        self.examples = list(examples)
+        self.at_input: dict[str, list[int]] = {}
+        self.at_idx: dict[int, list[int]] = {}
+        for pos, e in enumerate(self.examples):
+            self.at_input.setdefault(e.input, []).append(pos)
+            self.at_idx.setdefault(e.idx, []).append(pos)
+
+
+class _TaskIndex:
+    """What rendering looks up per example, built once per task instead of once per query or per shard."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.by_idx = {ex.idx: ex for ex in task.examples}
+        self._pools: dict[str, _Pool] = {}
+
+    def pool(self, need: str) -> _Pool:
+        if need not in self._pools:
+            self._pools[need] = _Pool([e for e in self.task.examples if _NEEDS[need](e)])
+        return self._pools[need]
+
+
+class _Others(Sequence):
+    """`items` without the positions in sorted `skip`, read in place: item j is found by stepping over skips."""
+
+    def __init__(self, items: list[Example], skip: list[int]):
+        self.items, self.skip = items, skip
+
+    def __len__(self) -> int:
+        return len(self.items) - len(self.skip)
+
+    def __getitem__(self, j):  # type: ignore[override]
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        if j < 0:
+            j += len(self)
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        for s in self.skip:
+            if s > j:
+                break
+            j += 1
+        return self.items[j]
+
+
+_INDEXES: OrderedDict[object, tuple[Task, _TaskIndex]] = OrderedDict()
+_INDEXES_KEPT = 16
+
+
+def _index(task: Task) -> _TaskIndex:
+    """The task's _TaskIndex, cached: by content hash when the task has one (a copy a Ray worker unpickled per
+    shard hits too), else by identity. A few tasks are kept, least recently used dropped."""
+    key: object = (task.name, task.content_hash, len(task.examples)) if task.content_hash else ("id", id(task))
+    hit = _INDEXES.get(key)
+    if hit is not None and (task.content_hash or hit[0] is task):
+        _INDEXES.move_to_end(key)
+        return hit[1]
+    index = _TaskIndex(task)
+    _INDEXES[key] = (task, index)
+    while len(_INDEXES) > _INDEXES_KEPT:
+        _INDEXES.popitem(last=False)
+    return index
 
 
 def _fit(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+import random
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from orchestrator.config import ConfigError, PromptConfig, TaskConfig
-from orchestrator.prompts import check, display_order, extract_answer, render
+from orchestrator.prompts import _draw, _index, check, display_order, extract_answer, render
 from orchestrator.tasks import load_task
 from orchestrator.tasks.bigbench import DEFAULT_OUTPUT_REGEX
 from orchestrator.tasks.task import Example, Task
@@ -175,6 +177,41 @@ def test_duplicate_input_is_not_an_exemplar() -> None:
         assert one(task, PromptConfig(style="k_shot", shots=1, seed=_), 0).prompt.count("1+1?") == 1
     with pytest.raises(ConfigError, match=r"shots=2.*example 0"):
         one(task, PromptConfig(style="k_shot", shots=2), 0)
+
+
+def _draw_by_copying(task: Task, prompt: PromptConfig, query: Example, need) -> list[Example]:
+    """The draw as it was before the exemplar index (the pool copied for every query): the reference."""
+    pool = [e for e in task.examples if e.idx != query.idx and e.input != query.input and need(e)]
+    return random.Random(prompt.seed * 1_000_003 + query.idx).sample(pool, prompt.shots)
+
+
+@pytest.mark.parametrize("shots", [1, 3, 8, 30])
+def test_exemplar_draws_are_the_same_as_copying_the_pool(shots: int) -> None:
+    """Drawing from a view over a list built once per task gives the exemplars the per-query copy gave, for
+    small pools (random.sample copies them) and large ones (it indexes them), with repeated inputs and
+    examples that lack reasoning or options."""
+    examples = tuple(
+        Example(i, f"{i % 23}+1?", (str(i % 23 + 1),), ("a", "b") if i % 3 else (), (1.0, 0.0) if i % 3 else (),
+                reasoning="r" if i % 4 else None)
+        for i in range(200)
+    )
+    tasks = [synth(120, digits=1), replace(TOY, examples=examples)]
+    needs = {"any": lambda e: True, "reasoning": lambda e: bool(e.reasoning), "choices": lambda e: bool(e.choices)}
+    for task in tasks:
+        for seed in (0, 5):
+            p = PromptConfig(style="k_shot", shots=shots, seed=seed)
+            for ex in task.examples:
+                for need, pred in needs.items():
+                    assert _draw(task, p, ex, need=need) == _draw_by_copying(task, p, ex, pred), (task.name, ex.idx)
+
+
+def test_exemplar_index_is_shared_by_an_unpickled_copy() -> None:
+    """A Ray worker gets a fresh copy of the task for every shard: it finds the index built for the first."""
+    task = synth(50)
+    copy = pickle.loads(pickle.dumps(task))
+    assert copy is not task and _index(copy) is _index(task)
+    bare = replace(TOY, content_hash="")
+    assert _index(bare) is _index(bare) and _index(replace(bare, name="other")) is not _index(bare)
 
 
 # ---------------------------------------------------------------- truncation
