@@ -2,8 +2,9 @@
 
 Loading is locked down: weights only from safetensors (a pickle checkpoint can
 run code when loaded) and no remote code unless the family's config asks for
-it. Generation is batched greedy decoding with left padding; scoring is one
-forward pass per batch over context + continuation ids.
+it. Generation is batched greedy decoding with left padding; scoring runs each
+distinct context once and scores its continuations from its key/value cache
+(`TransformersBackend.loglikelihood`).
 
 A model placed on k > 1 GPUs (`orchestrator.placement`: Ray gives its worker k
 GPUs of one node) is loaded with accelerate's `device_map="auto"`, layers
@@ -29,6 +30,7 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from orchestrator.backends.base import (
     BackendError,
@@ -163,13 +165,69 @@ class _StopOnStrings(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class _NoSharedCache(Exception):
+    """The model's key/value cache cannot be row-selected: its pairs get full forward passes instead."""
+
+
+def _output_cache(result) -> object:
+    for name in ("cache", "past_key_values"):
+        cache = getattr(result, name, None)
+        if cache is not None:
+            return cache
+    return None
+
+
+def _dynamic_layers(cache: object) -> list[DynamicLayer]:
+    """The layers of a plain DynamicCache, whose keys/values are [batch, heads, seq, dim] tensors.
+
+    Only these are copied row by row for the continuations (`index_select`, what
+    `Cache.batch_select_indices` does in place, on a new DynamicCache so the
+    context's cache stays whole for the next chunk). Sliding-window, static,
+    quantized, linear-attention or shared-KV layers keep other state: refused.
+    """
+    layers = getattr(cache, "layers", None)
+    if not isinstance(cache, DynamicCache) or not layers:
+        raise _NoSharedCache(f"the model returned a {type(cache).__name__} cache, not a DynamicCache")
+    odd = sorted({type(layer).__name__ for layer in layers if type(layer) is not DynamicLayer})
+    if odd or not all(layer.is_initialized and layer.keys is not None for layer in layers):
+        raise _NoSharedCache(f"its cache has {odd or 'uninitialized'} layers")
+    return list(layers)
+
+
+def _as_full_row(item: tuple[list[int], list[int]]) -> tuple[list[int], list[int]]:
+    """(context, continuation) as the full pass reads it: every id but the last, and the continuation."""
+    ctx, cont = item
+    return (ctx + cont)[:-1], cont
+
+
+def budget_batches(lengths: Sequence[tuple[int, int]], max_rows: int, budget: int) -> list[list[int]]:
+    """Keys of (key, length) longest first, cut into batches of at most `max_rows` rows and rows x longest <= budget.
+
+    The longest row of a batch sets its padded length; a row longer than the
+    budget still gets a batch of its own. Ties keep their input order.
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    width = 0
+    for key, length in sorted(lengths, key=lambda kl: kl[1], reverse=True):
+        if batch and (len(batch) >= max_rows or (len(batch) + 1) * width > budget):
+            batches.append(batch)
+            batch = []
+        if not batch:
+            width = length
+        batch.append(key)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 class TransformersBackend(TokenizerMixin):
     """A Hugging Face causal LM behind the Backend interface."""
 
     name = "transformers"
 
     def __init__(self, size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None,
-                 gpus: int = 0):
+                 gpus: int = 0, prefix_cache: bool = True, token_budget: int | None = None):
         if threads:
             torch.set_num_threads(threads)
         path = os.path.expanduser(size.path)
@@ -213,6 +271,11 @@ class TransformersBackend(TokenizerMixin):
         forward = inspect.signature(self.model.forward).parameters
         self._keep_logits = "logits_to_keep" in forward
         self._has_position_ids = "position_ids" in forward
+        # transformers 5 names the key/value cache argument `cache`; older and remote-code models `past_key_values`
+        self._cache_arg = next((a for a in ("cache", "past_key_values") if a in forward), None)
+        self.prefix_cache = prefix_cache  # False: every pair gets a full forward pass (the reference path)
+        self._shared_cache_ok: bool | None = None  # False once the model's cache proved not row-selectable
+        self.token_budget = token_budget  # rows x padded length per scoring pass; None: batch_size x max_length
 
     def _eos_ids(self) -> list[int]:
         """End-of-sequence ids: the model's generation config's (chat models list several) and the tokenizer's."""
@@ -304,8 +367,15 @@ class TransformersBackend(TokenizerMixin):
     # --- log-likelihood -------------------------------------------------------------------------------------
 
     def loglikelihood(self, pairs: list[tuple[str, str]]) -> list[Scored]:
-        """Σ log p(continuation tokens | context), per-token log-probs and greediness, batched by length."""
-        items: list[tuple[list[int], list[int]]] = []
+        """Σ log p(continuation tokens | context), per-token log-probs and greediness, in the pairs' order.
+
+        Pairs whose context fits whole are scored from a shared prefix cache (each
+        distinct context runs once, `_score_shared`); a pair whose context had to
+        be cut, or every pair when the model's cache cannot be row-selected or
+        `prefix_cache` is off, gets one full forward pass over context +
+        continuation (`_score_batch`).
+        """
+        items: list[tuple[list[int], list[int]]] = []  # (context ids as scored, continuation ids)
         unscorable: set[int] = set()
         cut: set[int] = set()
         for n, (context, continuation) in enumerate(pairs):
@@ -322,21 +392,127 @@ class TransformersBackend(TokenizerMixin):
             seq, was_cut = fit
             if was_cut:
                 cut.add(n)
-            items.append((seq[:-1], cont))
+            items.append((seq[: len(seq) - len(cont)], cont))
         out: list[Scored | None] = [None] * len(pairs)
-        for n in unscorable:
-            out[n] = unscorable_scored()
-        order = sorted((i for i in range(len(items)) if i not in unscorable), key=lambda i: len(items[i][0]),
-                       reverse=True)
-        for start in range(0, len(order), self.batch_size):
-            idx = [i for i in order[start : start + self.batch_size] if items[i][1]]
-            for i in order[start : start + self.batch_size]:
-                if not items[i][1]:
-                    out[i] = empty_scored()
-            if idx:
-                for i, scored in zip(idx, self._score_batch([items[i] for i in idx]), strict=True):
-                    out[i] = replace(scored, truncated=i in cut)
+        todo: list[int] = []
+        for n, (_, cont) in enumerate(items):
+            if n in unscorable:
+                out[n] = unscorable_scored()
+            elif not cont:
+                out[n] = empty_scored()
+            else:
+                todo.append(n)
+        full = todo
+        if self.prefix_cache and self._shared_cache_ok is not False:
+            shared = [n for n in todo if n not in cut]
+            try:
+                for n, scored in zip(shared, self._score_shared([items[n] for n in shared]), strict=True):
+                    out[n] = scored
+                full = [n for n in todo if n in cut]
+            except _NoSharedCache as e:
+                self._shared_cache_ok = False
+                log.info("%s: scoring every pair with a full forward pass (%s)", self.model.name_or_path, e)
+        lengths = [(n, len(items[n][0]) + len(items[n][1]) - 1) for n in full]
+        for idx in budget_batches(lengths, self.batch_size, self._token_budget()):
+            for n, scored in zip(idx, self._score_batch([_as_full_row(items[n]) for n in idx]), strict=True):
+                out[n] = replace(scored, truncated=n in cut)
         return out  # type: ignore[return-value]
+
+    def _token_budget(self) -> int:
+        """Padded tokens (rows x longest row) one scoring forward pass may hold.
+
+        Defaults to batch_size full-length rows, the old worst case, so memory
+        never exceeds what a fixed batch of batch_size rows could use; it
+        follows backend.batch_size when the driver halves it after an OOM.
+        """
+        return self.token_budget or self.batch_size * self.max_length
+
+    def _shared_cache_supported(self) -> bool:
+        forward = inspect.signature(self.model.forward).parameters
+        return self._has_position_ids and "use_cache" in forward and self._cache_arg is not None
+
+    @torch.inference_mode()
+    def _score_shared(self, items: list[tuple[list[int], list[int]]]) -> list[Scored]:
+        """Each distinct context runs once; its continuations are scored from its key/value cache.
+
+        Contexts go in length-sorted, left-padded batches with explicit
+        position ids (as `_score_batch`), asking only for the last position's
+        logits, which score every continuation's first token. Continuations of
+        two or more tokens then feed all but their last token on a copy of
+        their context's cache rows, right-padded, at the positions after their
+        context. Raises `_NoSharedCache` if the model's cache is not a plain
+        DynamicCache.
+        """
+        if not self._shared_cache_supported():
+            raise _NoSharedCache("the model's forward takes no position_ids or cache")
+        members: dict[tuple[int, ...], list[int]] = {}
+        for k, (ctx, _) in enumerate(items):
+            members.setdefault(tuple(ctx), []).append(k)
+        contexts = list(members)
+        out: list[Scored | None] = [None] * len(items)
+        budget = self._token_budget()
+        for batch in budget_batches([(j, len(c)) for j, c in enumerate(contexts)], self.batch_size, budget):
+            self._score_context_batch([contexts[j] for j in batch], [members[contexts[j]] for j in batch],
+                                      items, out, budget)
+        return out  # type: ignore[return-value]
+
+    def _score_context_batch(self, contexts: list[tuple[int, ...]], members: list[list[int]],
+                             items: list[tuple[list[int], list[int]]], out: list[Scored | None],
+                             budget: int) -> None:
+        ids, mask = self._left_pad([list(c) for c in contexts])
+        kwargs: dict = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+                        "use_cache": True}
+        if self._keep_logits:
+            kwargs["logits_to_keep"] = 1
+        result = self.model(**kwargs)
+        layers = _dynamic_layers(_output_cache(result))  # type: ignore[arg-type]
+        last = result.logits[:, -1, :].float()
+        row_of = {k: b for b, ks in enumerate(members) for k in ks}
+        order = [k for ks in members for k in ks]
+        rows = torch.tensor([row_of[k] for k in order], dtype=torch.long, device=last.device)
+        first = torch.tensor([items[k][1][0] for k in order], dtype=torch.long, device=last.device)
+        first_lp = torch.log_softmax(last, dim=-1)[rows, first].tolist()
+        first_greedy = (last.argmax(dim=-1)[rows] == first).tolist()
+        rest: dict[int, tuple[list[float], bool]] = {}
+        width = ids.shape[1]
+        longer = [(k, width + len(items[k][1]) - 1) for k in order if len(items[k][1]) > 1]
+        for chunk in budget_batches(longer, self.batch_size, budget):
+            rest.update(self._score_continuations(chunk, [row_of[k] for k in chunk], items, layers, mask))
+        for k, lp0, greedy0 in zip(order, first_lp, first_greedy, strict=True):
+            cont = items[k][1]
+            lps, greedy = rest.get(k, ([], True))
+            token_lp = [lp0, *lps]
+            out[k] = Scored(logprob=sum(token_lp), token_logprobs=tuple(token_lp), token_ids=tuple(cont),
+                            is_greedy=bool(greedy0 and greedy))
+
+    def _score_continuations(self, chunk: list[int], ctx_rows: list[int], items: list[tuple[list[int], list[int]]],
+                             layers: list, ctx_mask: torch.Tensor) -> dict[int, tuple[list[float], bool]]:
+        """Log-probs of tokens 2.. of each continuation in `chunk`, fed on its context's cache rows."""
+        sel = torch.tensor(ctx_rows, dtype=torch.long, device=ctx_mask.device)
+        fed = [items[k][1][:-1] for k in chunk]
+        span = max(len(f) for f in fed)
+        inp = torch.full((len(chunk), span), self.pad_id, dtype=torch.long)
+        target = torch.zeros((len(chunk), span), dtype=torch.long)
+        cont_mask = torch.zeros((len(chunk), span), dtype=torch.long)
+        for r, k in enumerate(chunk):
+            c = len(items[k][1]) - 1
+            inp[r, :c] = torch.tensor(items[k][1][:-1], dtype=torch.long)
+            target[r, :c] = torch.tensor(items[k][1][1:], dtype=torch.long)
+            cont_mask[r, :c] = 1
+        inp, cont_mask = inp.to(self.device), cont_mask.to(self.device)
+        ctx_mask = ctx_mask.index_select(0, sel)
+        # padding positions past a short row's end are masked; clamped so a learned position table has a row for them
+        pos = (ctx_mask.sum(-1, keepdim=True) + torch.arange(span, device=self.device)).clamp(max=self.max_length - 1)
+        cache = DynamicCache(ddp_cache_data=[
+            (layer.keys.index_select(0, sel.to(layer.keys.device)),
+             layer.values.index_select(0, sel.to(layer.values.device))) for layer in layers
+        ])
+        logits = self.model(input_ids=inp, attention_mask=torch.cat([ctx_mask, cont_mask], dim=1), position_ids=pos,
+                            use_cache=True, **{self._cache_arg: cache}).logits.float()  # type: ignore[dict-item]
+        target, valid = target.to(logits.device), cont_mask.to(logits.device).bool()
+        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, target[..., None])[..., 0].tolist()
+        greedy = ((logits.argmax(dim=-1) == target) | ~valid).all(dim=-1).tolist()
+        return {k: (token_lp[r][: len(items[k][1]) - 1], bool(greedy[r])) for r, k in enumerate(chunk)}
 
     @torch.inference_mode()
     def _score_batch(self, items: list[tuple[list[int], list[int]]]) -> list[Scored]:
