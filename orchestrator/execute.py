@@ -34,6 +34,7 @@ from orchestrator.config import SweepConfig
 from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config
 from orchestrator.plan import Cell, ModelSpec, Plan, Shard
 from orchestrator.tasks.task import Task
+from orchestrator.timing import lap
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +431,7 @@ def execute(
     if todo == 0:
         return report
     init_ray(cfg, progress)
+    lap("startup")  # Ray started (or joined) and a worker process answered
     report.worker_logs = ray_logs() if _bar_on_terminal(progress) else ""
     placed = {p.model: p for p in placements([m for m in plan.models if queues[m.name]], cfg)}
     models = {m.name: m for m in plan.models}

@@ -29,6 +29,7 @@ from orchestrator.secrets import MASK, redact
 from orchestrator.store import SweepStore
 from orchestrator.tasks import load_task
 from orchestrator.tasks.task import Task
+from orchestrator.timing import Timings, collect, lap
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class SweepResult:
     report: Path | None = None
     partial: list[PartialCell] = field(default_factory=list)  # planned cells with a missing or failed shard
     worker_logs: str = ""  # Ray's log folder when the workers' output was kept out of the terminal
+    timings: dict = field(default_factory=dict)  # the driver's wall time by phase (orchestrator.timing), run() only
 
 
 CODE_VERSION_ENV = "ORCHESTRATOR_CODE_VERSION"
@@ -240,13 +242,28 @@ def run(cfg: SweepConfig, progress: bool = True) -> SweepResult:
     from orchestrator.preflight import preflight
 
     t0 = time.perf_counter()
-    preflight(cfg)  # store writable, cluster and tracking answer, context fits: before anything is written
-    plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
-    lease = store.acquire_driver()
-    try:
-        return _record_union(cfg, store, _run_leased(cfg, progress, t0, plan, tasks, store))
-    finally:
-        lease.release()
+    with collect() as timings:
+        preflight(cfg)  # store writable, cluster and tracking answer, context fits: before anything is written
+        lap("preflight")
+        plan, tasks, store = prepare(cfg)  # bad task files or styles fail here, before any model is built
+        lap("plan")
+        lease = store.acquire_driver()
+        lap("store")
+        try:
+            result = _record_union(cfg, store, _run_leased(cfg, progress, t0, plan, tasks, store))
+        finally:
+            lease.release()
+        lap("store")
+    return _with_timings(cfg, result, timings)
+
+
+def _with_timings(cfg: SweepConfig, result: SweepResult, timings: Timings) -> SweepResult:
+    """The driver's phases on the result and as `timings.json` beside the report (benchmarks read it)."""
+    result.timings = timings.to_dict()
+    out_dir = Path(cfg.sweep.output_dir) / result.plan.sweep_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "timings.json").write_text(json.dumps(result.timings, indent=1) + "\n")
+    return result
 
 
 def _record_union(cfg: SweepConfig, store: SweepStore, result: SweepResult) -> SweepResult:
@@ -282,11 +299,14 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
 
     if not cfg.cluster.address:
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
+    lap("models")
     store.write_json("manifest.json", merge_manifest(_stored_manifest(store), manifest(cfg, plan, tasks)))
     done = store.done()
     # damaged shard files (truncated, empty, another shard's) are quarantined here and so recomputed
     done -= set(store.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}))
+    lap("store")
     live = _live_view(cfg, plan, tasks, store, done)
+    lap("tracking")
 
     failed_before = set(store.failures())
 
@@ -309,6 +329,7 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
         report = execute(plan, tasks, cfg, done, worker_store(cfg, plan), landed, gave_up, progress,
                          on_tick=live.flush if live else (lambda: None), tick=max(1.0, cfg.tracking.live_interval))
         interrupted = None
+        lap("execute")  # replicas' model loads and inference, and the driver's dispatch (Ray start-up: "startup")
     except KeyboardInterrupt:
         raise
     except BaseException:
@@ -319,6 +340,7 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
             live.close(interrupted=interrupted is not None)
             if interrupted:
                 _end_parent(live, interrupted)
+    lap("tracking")
     result = record(cfg, plan, tasks, store, status="FAILED" if report.failed else None, failed=report.failed)
     result.shards_run = report.completed
     result.shards_skipped = report.skipped
@@ -377,6 +399,7 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     done = store.done()
     cells = score_cells(plan, store, tasks, cfg.metrics, done=done)
     partial = incomplete_cells(plan, done, {**failure_reasons(store.failures()), **(failed or {})})
+    lap("score")
     info = metric_info(list(cfg.metrics.names))
     cvs = curves(cells, info, x=cfg.analysis.x)
     out_dir = Path(cfg.sweep.output_dir) / plan.sweep_id
@@ -395,6 +418,7 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
                            resume=resume_command(plan.sweep_id, cfg.storage.root))
     for p in extra:
         store.write_bytes(f"{key}analysis/{p.relative_to(out_dir)}", p.read_bytes())
+    lap("analysis")
     result = SweepResult(
         plan=plan, cells=cells, curves=cvs, plots=plots, analysis=analysis, report=out_dir / "report.html",
         partial=partial,
@@ -404,6 +428,7 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
             status = "FINISHED" if len(cells) == len(plan.cells) else "FAILED"
         result.parent_run_id = track(cfg, plan, cells, cvs, plots, out_dir, extra, status, partial,
                                      analysis.verdicts)
+        lap("tracking")
     return result
 
 
