@@ -378,7 +378,7 @@ def validate(cfg: SweepConfig | DictConfig) -> SweepConfig:
         if p.max_new_tokens < 1:
             raise ConfigError(f"prompts.{pname}.max_new_tokens={p.max_new_tokens} must be >= 1")
         check_budget(pname, p.max_new_tokens, sc.backend.max_length, "backend.max_length")
-    if sc.backend.name not in ("transformers", "vllm"):
+    if sc.backend.name not in ("transformers", "vllm", "echo"):  # echo: no model, for benchmarks only
         raise ConfigError(f"backend.name={sc.backend.name!r} is unknown; use transformers or vllm")
     if sc.backend.max_length is not None and sc.backend.max_length < 2:
         raise ConfigError(f"backend.max_length={sc.backend.max_length} must be >= 2 (a prompt and one new token), "

@@ -141,6 +141,11 @@ class LiveView:
 
         self.cfg, self.plan, self.tasks, self.store = cfg, plan, tasks, store
         self.done = set(done)
+        # cell -> its shards not done yet: a landing shard costs O(1), not a pass over its cell's shards
+        self.missing: dict[str, int] = {}
+        for s in plan.shards:
+            if s.id not in self.done:
+                self.missing[s.cell_id] = self.missing.get(s.cell_id, 0) + 1
         self.failed: dict[str, str] = {}
         self.interval = float(cfg.tracking.live_interval)
         self.info = metric_info(list(cfg.metrics.names))
@@ -159,10 +164,12 @@ class LiveView:
 
     # -- events from the executor (driver thread) ---------------------------------------------------------------
     def shard_done(self, shard: Shard, outcome: Any = None) -> None:
-        self.done.add(shard.id)
+        if shard.id not in self.done:
+            self.done.add(shard.id)
+            self.missing[shard.cell_id] = self.missing.get(shard.cell_id, 1) - 1
         self.failed.pop(shard.id, None)
         self.dirty.add(shard.cell_id)
-        if all(s.id in self.done for s in self.plan.shards_of(shard.cell_id)):
+        if self.missing.get(shard.cell_id, 0) <= 0:
             self.to_score.add(shard.cell_id)
         self.flush()
 

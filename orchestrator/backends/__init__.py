@@ -39,4 +39,8 @@ def load_backend(size: ModelSize, family: ModelFamily, cfg: BackendConfig, threa
         from orchestrator.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(size, family, cfg, threads=threads, gpus=gpus, gpu_share=gpu_share)
+    if cfg.name == "echo":  # no model: for benchmarks of the orchestration path (bench/scale.py)
+        from orchestrator.backends.echo import EchoBackend
+
+        return EchoBackend(size, family, cfg)
     raise BackendError(f"backend.name={cfg.name!r} is unknown; use transformers or vllm")
