@@ -31,12 +31,15 @@ import ray
 from tqdm.auto import tqdm
 
 from orchestrator.config import SweepConfig
+from orchestrator.passes import ALL
 from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config
 from orchestrator.plan import Cell, ModelSpec, Plan, Shard
 from orchestrator.tasks.task import Task
 from orchestrator.timing import lap
 
 log = logging.getLogger(__name__)
+
+MAX_EXAMPLES_PER_CALL = 64  # small shards are sent to a replica several per Ray call, up to this many examples
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ExecutionReport:
     examples: int = 0
     seconds: float = 0.0
     replicas: dict[str, int] = field(default_factory=dict)  # model -> replicas started
+    calls: int = 0  # Ray calls that ran shards (fewer than shards where small ones went several per call)
     worker_logs: str = ""  # Ray's log folder, when the workers' lines were kept out of the terminal
 
     @property
@@ -79,6 +83,8 @@ class ShardOutcome:
     shard_seconds: float
     gpus: float
     records: list[dict] | None = None  # the rows themselves, only when the driver writes (a memory:// store)
+    passes: frozenset[str] = ALL  # the inference passes the rows hold
+    replaces: frozenset[str] | None = None  # the passes of the stored file these rows supersede
 
     @property
     def gpu_seconds(self) -> float:
@@ -135,16 +141,34 @@ def obtain_model(model: ModelSpec, build: str | None, host: str) -> None:
         )
 
 
+class ProgressBoard:
+    """Where replicas post how far into a shard they are, for the driver's bar (a Ray actor, no CPU).
+
+    A shard of a large model can take minutes; counting only finished shards would leave the bar still meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.fractions: dict[str, float] = {}
+
+    def post(self, shard_id: str, examples: float) -> None:
+        self.fractions[shard_id] = examples
+
+    def take(self) -> dict[str, float]:
+        out, self.fractions = self.fractions, {}
+        return out
+
+
 class ModelWorker:
     """One replica: holds one loaded model and runs shards on it, writing each to the store."""
 
     def __init__(self, model: ModelSpec, backend_cfg, threads: int | None, store: StoreSpec | None = None,
-                 build: str | None = None, gpus: float = 0.0):
+                 build: str | None = None, gpus: float = 0.0, board: Any = None):
         from orchestrator.backends import load_backend
         from orchestrator.config import ModelFamily, ModelSize
 
         self.model = model
         self.gpus = float(gpus)
+        self.board = board  # a ProgressBoard, when the driver draws a bar
         self.where = where_am_i(None)
         t0 = time.perf_counter()
         try:
@@ -172,10 +196,12 @@ class ModelWorker:
         """Where this replica runs; returns once the model is loaded (also after Ray restarted the replica)."""
         return dict(self.where)
 
-    def rows(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None) -> list[dict]:
+    def rows(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None,
+             passes: frozenset[str] = ALL) -> list[dict]:
         """The shard's rows, each with its Provenance (node, device, replica, GPUs, load and shard seconds).
 
-        `batch_size` overrides backend.batch_size for this shard (halved after an out-of-memory error).
+        `batch_size` overrides backend.batch_size for this shard (halved after an out-of-memory error);
+        `passes` are the inference passes to run (`orchestrator.passes`).
         """
         from dataclasses import asdict
 
@@ -189,8 +215,9 @@ class ModelWorker:
         try:
             faults.before_inference(shard.id, getattr(self.backend, "batch_size", 1) or 1)
             t0 = time.perf_counter()
+            split: dict[str, float] = {}
             try:
-                rows = run_shard(self.backend, task, cell, shard)
+                rows = run_shard(self.backend, task, cell, shard, passes, split, self._poster(shard))
             except Exception as e:
                 if is_oom(e):
                     raise  # the driver retries it with half the batch
@@ -200,8 +227,24 @@ class ModelWorker:
             if configured is not None:
                 self.backend.batch_size = configured
         faults.after_inference(shard.id)
-        prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds, gpus=self.gpus))
+        prov = asdict(Provenance(**self.where, load_seconds=self.load_seconds, shard_seconds=seconds, gpus=self.gpus,
+                                 **split))
         return [{**r, **prov} for r in rows]
+
+    def _poster(self, shard: Shard) -> Callable[[float], None] | None:
+        """Posts the shard's examples done (its done fraction x its size) to the board, at most twice a second
+        (fire and forget)."""
+        if self.board is None:
+            return None
+        last = [0.0]
+
+        def post(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.5:
+                last[0] = now
+                self.board.post.remote(shard.id, fraction * shard.size)
+
+        return post
 
     def _blame(self, task: Task, cell: Cell, shard: Shard, error: Exception) -> str:
         """The failed shard's model, id, cell and (found by running its examples one at a time, only now that it
@@ -217,17 +260,32 @@ class ModelWorker:
                 return f"{where}, example {idx} (position {i}): {type(e).__name__}: {_first_line(e)}"
         return f"{where}: {type(error).__name__}: {_first_line(error)} (no single example fails alone)"
 
-    def run(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None) -> ShardOutcome:
+    def run(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None,
+            passes: frozenset[str] = ALL, replaces: frozenset[str] | None = None) -> ShardOutcome:
         """Run the shard and write it to the store; only the outcome goes back to the driver.
 
+        `replaces`: the passes of the shard's stored file this one supersedes (removed once this one is written).
         A replica made without a store (the store lives in the driver's memory) returns the rows instead.
         """
-        rows = self.rows(task, cell, shard, batch_size)
+        rows = self.rows(task, cell, shard, batch_size, passes)
         seconds = float(rows[0]["shard_seconds"]) if rows else 0.0
         where = (self.where["node"], self.where["host"], self.where["worker"], seconds, self.gpus)
         if self.store is None:
-            return ShardOutcome(shard.id, len(rows), "", *where, records=rows)
-        return ShardOutcome(shard.id, len(rows), self.store.write_shard(shard.id, rows), *where)
+            return ShardOutcome(shard.id, len(rows), "", *where, records=rows, passes=passes, replaces=replaces)
+        return ShardOutcome(shard.id, len(rows), self.store.write_shard(shard.id, rows, passes, replaces), *where,
+                            passes=passes, replaces=replaces)
+
+    def run_many(self, task: Task, jobs: list[tuple]) -> list[ShardOutcome | Exception]:
+        """`run` for each job (the arguments after `task`), in order, in one Ray call: for many small shards the
+        per-call cost of Ray would outweigh the shard. A shard that raises gives its exception in its place and
+        the others still run; each finished shard is in the store as soon as it is done."""
+        out: list[ShardOutcome | Exception] = []
+        for job in jobs:
+            try:
+                out.append(self.run(task, *job))
+            except Exception as e:  # noqa: BLE001 - handed back to the driver, which retries or fails that shard
+                out.append(e)
+        return out
 
     def node(self) -> str:
         return ray.util.get_node_ip_address()
@@ -409,13 +467,16 @@ def execute(
     progress: bool = True,
     on_tick: Callable[[], None] = lambda: None,
     tick: float = 5.0,
+    passes: frozenset[str] = ALL,
+    stored: dict[str, frozenset[str]] | None = None,
 ) -> ExecutionReport:
     """Run every shard of `plan` not in `done` on model replicas that write to `store`, healing what fails.
 
     With `store` None the replicas return each shard's rows (ShardOutcome.records) for `on_shard` to write:
     for a store only the driver can reach (memory://). `on_shard` is called on the driver as each shard
     lands; `on_failure` once for each shard that failed for good; `on_tick` at least every `tick` seconds
-    (live tracking).
+    (live tracking). Each shard runs `passes` (`orchestrator.passes`); a shard in `stored` (its file holds
+    fewer passes than asked) runs those passes too, and its new file replaces the old.
 
     Healing: a replica that dies (process killed, node lost) is restarted by Ray (cluster.max_retries
     restarts) once Ray has noticed; meanwhile its shards go back to the queue for any live replica, and it
@@ -425,6 +486,7 @@ def execute(
     fails and the others go on.
     """
     report = ExecutionReport(total=len(plan.shards))
+    stored = stored or {}
     queues = {m: deque(s for s in shards if s.id not in done) for m, shards in plan.shards_by_model().items()}
     report.skipped = report.total - sum(len(q) for q in queues.values())
     todo = sum(len(q) for q in queues.values())
@@ -440,6 +502,7 @@ def execute(
     window = max(1, int(cfg.cluster.window))
     max_attempts = cfg.cluster.max_retries + 1
     worker_cls = ray.remote(ModelWorker)
+    board = ray.remote(ProgressBoard).options(num_cpus=0).remote() if progress else None
 
     reps: dict[Any, _Replica] = {}  # actor -> replica
     inflight: dict[Any, tuple[str, Any, Shard | None]] = {}  # ref -> ("ready" | "probe" | "shard", actor, shard)
@@ -462,7 +525,7 @@ def execute(
         if p.num_gpus == 0:
             options["memory"] = p.need_bytes  # CPU replicas of several models must not overfill a node's RAM
         actor = worker_cls.options(**options).remote(models[name], cfg.backend, threads, store, cfg.model.build,
-                                                     p.num_gpus)
+                                                     p.num_gpus, board)
         reps[actor] = _Replica(actor, name)
         inflight[actor.ready.remote()] = ("ready", actor, None)
         starts[name] = starts.get(name, 0) + 1
@@ -490,11 +553,22 @@ def execute(
         """Give a ready replica shards of its model up to the window; retire it when its model has no work."""
         queue = queues[rep.model]
         while queue and rep.busy < window:
-            shard = queue.popleft()
-            cell = cells[shard.cell_id]
-            inflight[rep.actor.run.remote(task_refs[cell.task], cell, shard, batch.get(shard.id))] = \
-                ("shard", rep.actor, shard)
+            group = [queue.popleft()]
+            task_name = cells[group[0].cell_id].task
+            for _ in range(per_call(rep.model) - 1):  # small shards: several per Ray call, of one task
+                if not queue or cells[queue[0].cell_id].task != task_name:
+                    break
+                group.append(queue.popleft())
+            jobs = []
+            for shard in group:
+                old = stored.get(shard.id)
+                jobs.append((cells[shard.cell_id], shard, batch.get(shard.id), passes | old if old else passes, old))
+            if len(group) == 1:
+                inflight[rep.actor.run.remote(task_refs[task_name], *jobs[0])] = ("shard", rep.actor, group[0])
+            else:
+                inflight[rep.actor.run_many.remote(task_refs[task_name], jobs)] = ("shards", rep.actor, tuple(group))
             rep.busy += 1
+            report.calls += 1
         if rep.busy == 0 and waiting(rep.model) == 0:
             remove(rep)
             for ref, (kind, actor, _) in list(inflight.items()):  # its model's replicas still loading: not needed
@@ -502,6 +576,15 @@ def execute(
                 if kind == "ready" and other is not None and other.model == rep.model:
                     inflight.pop(ref)
                     remove(other)
+
+    def per_call(name: str) -> int:
+        """Shards to send in one Ray call: 1, unless the model's queue holds more than 4 calls per window slot of
+        each replica, then up to MAX_EXAMPLES_PER_CALL examples' worth (so a sweep of many tiny shards does not
+        pay Ray's per-call cost per shard, and the queue's tail still spreads one shard at a time)."""
+        queue = queues[name]
+        replicas = max(1, sum(1 for r in reps.values() if r.model == name))
+        k = len(queue) // (4 * replicas * window)
+        return max(1, min(k, MAX_EXAMPLES_PER_CALL // max(1, queue[0].size))) if queue else 1
 
     def feed_model(name: str) -> None:
         for rep in [r for r in reps.values() if r.model == name and r.state == "ready"]:
@@ -533,7 +616,7 @@ def execute(
         log.error("shard %s (%s) failed after %d attempt(s): %s", shard.id, cells[shard.cell_id].label,
                   failure.attempts, failure)
         on_failure(shard, failure)
-        bar.update(shard.size)
+        meter.over(shard)
 
     def retry_or_fail(shard: Shard, name: str, failure: Failure, oom: bool, lost: bool) -> None:
         nonlocal seq
@@ -573,9 +656,11 @@ def execute(
     # counted in examples (a shard is up to sweep.shard_size of them), so the bar moves with the work
     bar = tqdm(total=sum(s.size for q in queues.values() for s in q), desc=f"sweep {plan.sweep_id}", unit="ex",
                disable=not progress, dynamic_ncols=True)
+    meter = _Meter(bar, board)
     bar.set_postfix_str(f"loading {len(reps)} replica(s) of {len(placed)} model(s)")
     try:
         while inflight or delayed or reprobe:
+            meter.poll()
             now = time.monotonic()
             while delayed and delayed[0][0] <= now:
                 _, _, name, shard = heapq.heappop(delayed)
@@ -592,7 +677,7 @@ def execute(
             if not inflight:
                 time.sleep(max(0.0, min(due - now, tick)))
                 continue
-            timeout = max(0.0, min(tick, due - now))
+            timeout = max(0.0, min(tick, due - now, meter.every))
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=timeout)  # at most replicas x window refs
             if not ready:
                 continue
@@ -618,25 +703,38 @@ def execute(
                     replace(rep.model)
                 continue
             assert shard is not None
-            name = cells[shard.cell_id].model.name
+            group = shard if isinstance(shard, tuple) else (shard,)  # a "shards" call carries several
+            name = cells[group[0].cell_id].model.name
+            host = rep.host if rep else ""
             if rep is not None:
                 rep.busy = max(0, rep.busy - 1)
             try:
-                outcome = ray.get(ready[0])
-                on_shard(shard, outcome)
-                report.completed += 1
-                report.examples += outcome.rows
-                bar.update(shard.size)
+                got = ray.get(ready[0])
+                outcomes = list(got) if kind == "shards" else [got]
             except ray.exceptions.RayActorError as e:  # the replica died or is unreachable mid-shard
-                retry_or_fail(shard, name, Failure(_error_class(e), _cause(e), 0, name, rep.host if rep else ""),
-                              oom=is_oom(e), lost=True)
+                for s in group:
+                    retry_or_fail(s, name, Failure(_error_class(e), _cause(e), 0, name, host), oom=is_oom(e), lost=True)
                 if rep is not None and rep.state == "ready":  # restarting (Ray noticed) or gone: ask it
                     rep.state = "probing"
                     inflight[actor.ready.remote()] = ("probe", actor, None)
                 feed_model(name)
+                outcomes = []
             except Exception as e:  # the shard raised: retried after a backoff, or with half the batch
-                retry_or_fail(shard, name, Failure(_error_class(e), _cause(e), 0, name, rep.host if rep else ""),
-                              oom=is_oom(e), lost=False)
+                for s in group:
+                    retry_or_fail(s, name, Failure(_error_class(e), _cause(e), 0, name, host), oom=is_oom(e),
+                                  lost=False)
+                outcomes = []
+            for s, outcome in zip(group, outcomes, strict=False):  # none when the call failed as a whole
+                try:
+                    if isinstance(outcome, Exception):
+                        raise outcome
+                    on_shard(s, outcome)
+                    report.completed += 1
+                    report.examples += outcome.rows
+                    meter.over(s)
+                except Exception as e:  # this shard raised (in its replica, or landing): as above
+                    retry_or_fail(s, name, Failure(_error_class(e), _cause(e), 0, name, host), oom=is_oom(e),
+                                  lost=False)
             ready_now = sum(r.state == "ready" for r in reps.values())
             bar.set_postfix(shards=f"{report.completed}/{todo}", replicas=ready_now, failed=len(report.failed))
             if rep is not None and rep.actor in reps and rep.state == "ready":
@@ -645,12 +743,50 @@ def execute(
         bar.close()
         for rep in list(reps.values()):
             ray.kill(rep.actor)
+        if board is not None:
+            ray.kill(board)
     report.seconds = time.perf_counter() - t0
     return report
 
 
+class _Meter:
+    """The bar in examples: those of finished (or failed) shards plus the posted share of those in flight."""
+
+    def __init__(self, bar: Any, board: Any, every: float = 1.0):
+        self.bar, self.board, self.every = bar, board, every if board is not None else float("inf")
+        self.finished = 0
+        self.partial: dict[str, float] = {}  # shard id -> examples done so far, as its replica last posted
+        self.over_ids: set[str] = set()  # a post read after its shard finished must not count again
+        self.last = 0.0
+
+    def over(self, shard: Shard) -> None:
+        self.finished += shard.size
+        self.over_ids.add(shard.id)
+        self.partial.pop(shard.id, None)
+        self._draw()
+
+    def poll(self) -> None:
+        """Read the board at most every `every` seconds (one small Ray call)."""
+        now = time.monotonic()
+        if self.board is None or now - self.last < self.every:
+            return
+        self.last = now
+        try:
+            posted = ray.get(self.board.take.remote(), timeout=5)
+        except Exception:  # noqa: BLE001 - a bar must never stop a sweep
+            return
+        self.partial.update({k: v for k, v in posted.items() if k not in self.over_ids})
+        self._draw()
+
+    def _draw(self) -> None:
+        self.bar.n = min(self.bar.total, int(self.finished + sum(self.partial.values())))
+        self.bar.refresh()
+
+
 def _error_class(e: BaseException) -> str:
     """The class of the error that happened in the worker (a RayTaskError wraps it; a ShardError names it)."""
+    if isinstance(e, ShardError):  # returned by run_many rather than raised through Ray
+        return e.error_class
     cause = getattr(e, "cause", None)
     if isinstance(cause, ShardError):
         return cause.error_class
@@ -661,7 +797,7 @@ def _error_class(e: BaseException) -> str:
 
 def _cause(e: BaseException) -> str:
     """The user-facing cause of a Ray error: our ModelUnavailable message where there is one, else the last line."""
-    cause = getattr(e, "cause", None)
+    cause = e if isinstance(e, ShardError) else getattr(e, "cause", None)
     if isinstance(cause, ShardError):
         return cause.message
     text = str(e)

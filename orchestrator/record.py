@@ -117,6 +117,8 @@ class Provenance:
     load_seconds: float  # that replica's model load time
     shard_seconds: float  # time to run this shard on it (prompts, generation, scoring)
     gpus: float = 0.0  # GPUs the replica holds (a fraction when it shares one, 0 on CPU): gpu-seconds = this x above
+    generate_seconds: float = 0.0  # of shard_seconds: greedy generation
+    score_seconds: float = 0.0  # of shard_seconds: log-likelihood scoring of targets and options
 
     @classmethod
     def columns(cls) -> list[str]:

@@ -16,6 +16,7 @@ from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
 from orchestrator.config import MetricsConfig
 from orchestrator.metrics import MetricContext, get, summarise
+from orchestrator.passes import ALL, FIELDS, describe, of_fields
 from orchestrator.plan import Plan
 from orchestrator.store import SweepStore
 from orchestrator.tasks.task import Task
@@ -86,26 +87,36 @@ def metric_info(names: list[str]) -> dict[str, dict[str, object]]:
 
 
 def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig,
-                cell_ids: Iterable[str] | None = None, done: set[str] | None = None) -> list[CellResult]:
+                cell_ids: Iterable[str] | None = None,
+                done: set[str] | dict[str, frozenset[str]] | None = None) -> list[CellResult]:
     """Scores of every cell (or of `cell_ids`) whose shards are all in the store (others are left out).
 
-    `done` is the store's finished shard ids when the caller already listed them.
+    `done` is the store's finished shard ids (or `store.shard_passes()`) when the caller already listed them.
+    A metric is scored in a cell only where every shard of the cell holds the passes it needs
+    (`orchestrator.passes`): never a mean over the examples that happen to have them.
     """
-    done = store.done() if done is None else done
+    passes = done if isinstance(done, dict) else store.shard_passes()
+    done = set(passes) if done is None else done
     wanted = None if cell_ids is None else set(cell_ids)
     results = []
+    lacking: dict[str, int] = {}  # metric -> cells whose shards lack a pass it needs
     for cell in plan.cells:
         if wanted is not None and cell.id not in wanted:
             continue
         ids = [s.id for s in plan.shards_of(cell.id)]
         if not ids or not all(i in done for i in ids):
             continue
+        held = frozenset.intersection(*(passes.get(i, ALL) for i in ids))
+        names = [n for n in metrics.names if metric_passes(n) <= held]
+        for n in metrics.names:
+            if n not in names:
+                lacking[n] = lacking.get(n, 0) + 1
+        task = tasks[cell.task]
         frame = store.read_shards(ids)
         _warn_old_records(frame, cell.label, list(metrics.names))
         records = frame.to_dict("records")
-        task = tasks[cell.task]
         ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
-        summary = summarise(list(metrics.names), records, ctx, metrics.bootstrap_samples, metrics.bootstrap_seed)
+        summary = summarise(names, records, ctx, metrics.bootstrap_samples, metrics.bootstrap_seed)
         scores = {}
         for name, s in summary.items():
             if s.n == 0 or not math.isfinite(s.mean):
@@ -131,7 +142,43 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                 train_step=cell.model.train_step,
             )
         )
+    for n, k in sorted(lacking.items()):
+        log.warning("metric %s is left out of %d cell(s): their shards hold no %s (the run's metrics did not need "
+                    "it); `orchestrator run` with %s in metrics.names computes it", n, k,
+                    describe(metric_passes(n)), n)
     return results
+
+
+def metric_passes(name: str) -> frozenset[str]:
+    """The inference passes the registered metric `name` needs (`orchestrator.passes`)."""
+    return of_fields(get(name).needs)
+
+
+def check_passes_held(names: list[str], plan: Plan, store: SweepStore) -> None:
+    """A rescore asking for a metric that no stored shard can give (its pass never ran) is refused, saying how to
+    compute it, instead of scoring nothing."""
+    from orchestrator.config import ConfigError
+
+    held = store.shard_passes()
+    sets = {held[s.id] for s in plan.shards if s.id in held}
+    if not sets:
+        return
+    for name in names:
+        need = metric_passes(name)
+        if not any(need <= p for p in sets):
+            have = frozenset().union(*sets)
+            if not set(get(name).needs) & set().union(*FIELDS.values()):
+                raise ConfigError(
+                    f"metrics.names has {name!r}, which declares no record field it reads (`needs`), so it may read "
+                    f"any; this sweep's shards hold only {describe(have)} (the metrics it ran with needed no more). "
+                    f"Declare what it reads, e.g. `@metric({name!r}, ..., needs=(\"generated\",))` for the "
+                    "generated answer or `needs=(\"target_logprobs\",)`, or run the sweep again with it in "
+                    "metrics.names to compute every pass")
+            raise ConfigError(
+                f"metrics.names has {name!r}, which needs {describe(need)}; this sweep's shards hold only "
+                f"{describe(have)} (the metrics it ran with needed no more). Compute it by running the sweep again "
+                f"with {name!r} in metrics.names (`orchestrator run ... metrics.names=[..., {name}]` runs its shards "
+                "again with that pass), or leave it out of this rescore")
 
 
 def _nodes(frame: Any) -> int | None:

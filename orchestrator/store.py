@@ -3,6 +3,9 @@
 Layout under `root` (a folder, s3://bucket/prefix, gs://..., memory://...):
     {sweep_id}/manifest.json                the resolved config, code version and plan
     {sweep_id}/shards/{shard_id}.parquet    one finished shard: present means done
+    {sweep_id}/shards/{shard_id}.{passes}.parquet   the same, holding only some inference passes
+                                            (`orchestrator.passes`, e.g. `.generate`): done for a run that
+                                            needs no more; a run that needs more runs it again and replaces it
     {sweep_id}/failures/{shard_id}.json     a shard whose last attempt failed: error, attempts, node
     {sweep_id}/quarantine/{shard_id}.{time}.parquet   a damaged shard file, moved aside (then recomputed)
     {sweep_id}/driver.json                  the lease of the driver running the sweep (host, pid, heartbeat)
@@ -57,6 +60,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.registry import known_implementations
 
 from orchestrator.config import ConfigError
+from orchestrator.passes import ALL, file_suffix, parse_suffix
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +207,23 @@ class SweepStore:
         except (ImportError, ValueError, TypeError):
             check_root(self.root, self.options)
             raise
+        self._names: dict[str, str] = {}  # shard id -> its file's name, from the last listing and this process's writes
+        self.footer_checksums: dict[str, str] = {}  # shard id -> rows checksum its footer held when verify read it
 
     # -- shards ---------------------------------------------------------------
     def shard_url(self, shard_id: str) -> str:
-        return join(self.url, "shards", f"{shard_id}.parquet")
+        return join(self.url, "shards", self._names.get(shard_id, f"{shard_id}.parquet"))
 
-    def write_shard(self, shard_id: str, rows: list[dict[str, Any]]) -> str:
+    def _shard_path(self, shard_id: str) -> str:
+        return f"{self._path}/shards/{self._names.get(shard_id, f'{shard_id}.parquet')}"
+
+    def write_shard(self, shard_id: str, rows: list[dict[str, Any]], passes: frozenset[str] = ALL,
+                    replaces: frozenset[str] | None = None) -> str:
         """Write one finished shard atomically, with its shard id, row count and rows' checksum in the parquet
-        metadata; return the sha256 of the file written. Rows are Record dicts."""
+        metadata; return the sha256 of the file written. Rows are Record dicts holding `passes`.
+
+        `replaces`: the passes of the shard's file this one supersedes; that file is removed once this one is
+        written (until then a reader takes whichever holds more passes)."""
         table = pa.Table.from_pylist(rows)
         table = table.replace_schema_metadata({
             **(table.schema.metadata or {}),
@@ -221,25 +234,49 @@ class SweepStore:
         buf = io.BytesIO()
         pq.write_table(table, buf)
         data = buf.getvalue()
-        _write_atomic(self.fs, f"{self._path}/shards/{shard_id}.parquet", data)
+        name = f"{shard_id}{file_suffix(passes)}.parquet"
+        _write_atomic(self.fs, f"{self._path}/shards/{name}", data)
+        self._names[shard_id] = name
+        if replaces is not None and file_suffix(replaces) != file_suffix(passes):
+            try:
+                self.fs.rm_file(f"{self._path}/shards/{shard_id}{file_suffix(replaces)}.parquet")
+            except FileNotFoundError:
+                pass
         return hashlib.sha256(data).hexdigest()
 
-    def _listing(self) -> dict[str, int]:
-        """Shard id -> file size in bytes, from one listing (temporary files are not shards)."""
+    def _entries(self) -> dict[str, tuple[int, frozenset[str]]]:
+        """Shard id -> (file size in bytes, passes it holds), from one listing (temporary files are not shards).
+
+        Where two files hold one shard (a run that added passes stopped between writing the new file and
+        removing the old), the one with more passes counts."""
         shards_dir = f"{self._path}/shards"
         self.fs.invalidate_cache(shards_dir)  # s3fs/gcsfs cache listings: other processes write shards too
         if not self.fs.exists(shards_dir):
             return {}
-        out = {}
+        out: dict[str, tuple[int, frozenset[str]]] = {}
         for e in self.fs.ls(shards_dir, detail=True):
             name = e["name"].rstrip("/").rsplit("/", 1)[-1]
-            if name.endswith(".parquet") and not name.startswith(TMP_PREFIX) and e.get("type", "file") == "file":
-                out[name[: -len(".parquet")]] = int(e.get("size") or 0)
+            if not name.endswith(".parquet") or name.startswith(TMP_PREFIX) or e.get("type", "file") != "file":
+                continue
+            sid, _, suffix = name[: -len(".parquet")].partition(".")
+            passes = parse_suffix(suffix)
+            if passes is None or (sid in out and len(out[sid][1]) >= len(passes)):
+                continue
+            out[sid] = (int(e.get("size") or 0), passes)
+            self._names[sid] = name
         return out
 
+    def _listing(self) -> dict[str, int]:
+        """Shard id -> file size in bytes, from one listing (temporary files are not shards)."""
+        return {sid: size for sid, (size, _) in self._entries().items()}
+
     def done(self) -> set[str]:
-        """Ids of the shards whose files exist (temporary files are not shards)."""
-        return set(self._listing())
+        """Ids of the shards whose files exist (temporary files are not shards), whatever passes they hold."""
+        return set(self._entries())
+
+    def shard_passes(self) -> dict[str, frozenset[str]]:
+        """Shard id -> the inference passes its file holds (`orchestrator.passes`), from one listing."""
+        return {sid: passes for sid, (_, passes) in self._entries().items()}
 
     def verify(self, shard_ids: Iterable[str], expected_rows: dict[str, int] | None = None) -> list[str]:
         """Check finished shards before trusting them; quarantine and return the ids of the bad ones.
@@ -273,10 +310,10 @@ class SweepStore:
 
     def _check_footer(self, sid: str, expected: int | None) -> str | None:
         """Why the file of shard `sid` is bad from its footer (and its shard_id column for an old file), or None."""
-        path = f"{self._path}/shards/{sid}.parquet"
-        with self.fs.open(path, "rb") as f:
+        with self.fs.open(self._shard_path(sid), "rb") as f:
             pf = pq.ParquetFile(f)
             meta = pf.schema_arrow.metadata or {}
+            self.footer_checksums[sid] = meta.get(META_SHA256, b"").decode()  # orchestrator.cellcache keys on it
             rows = pf.metadata.num_rows
             if expected is not None and rows != expected:
                 return f"{rows} rows, the plan expects {expected}"
@@ -296,8 +333,10 @@ class SweepStore:
         frames, bad = [], {}
         expected_rows = expected_rows or {}
         for sid in shard_ids:
+            if sid not in self._names:
+                self._entries()  # its file's name (which passes it holds) is not known yet
             try:
-                with self.fs.open(f"{self._path}/shards/{sid}.parquet", "rb") as f:
+                with self.fs.open(self._shard_path(sid), "rb") as f:
                     table = pq.read_table(f)
             except FileNotFoundError:
                 raise
@@ -319,13 +358,14 @@ class SweepStore:
     def quarantine(self, shard_id: str, why: str) -> str:
         """Move a damaged shard file to quarantine/{shard_id}.{time}.parquet, say so, return where it went."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
-        src = f"{self._path}/shards/{shard_id}.parquet"
+        src = self._shard_path(shard_id)
         dst = f"{self._path}/quarantine/{shard_id}.{stamp}.parquet"
         self.fs.makedirs(f"{self._path}/quarantine", exist_ok=True)
         try:
             self.fs.mv(src, dst)
         except FileNotFoundError:
             return ""
+        self._names.pop(shard_id, None)
         url = join(self.url, "quarantine", f"{shard_id}.{stamp}.parquet")
         log.warning("shard %s is damaged (%s): moved to %s; it will be recomputed", shard_id, why, url)
         return url

@@ -23,8 +23,16 @@ from orchestrator.analysis.partial import PartialCell, failure_reasons, incomple
 from orchestrator.analysis.plots import plot_all
 from orchestrator.analysis.report import Analysis, analyse, build_report
 from orchestrator.config import SweepConfig, to_container
+from orchestrator.passes import describe
+from orchestrator.passes import of_metrics as passes_of_metrics
 from orchestrator.plan import RECORD_FORMAT_VERSION, Plan, Resolved, make_plan
-from orchestrator.scoring import check_metric_names, check_metrics_apply, metric_info, score_cells
+from orchestrator.scoring import (
+    check_metric_names,
+    check_metrics_apply,
+    check_passes_held,
+    metric_info,
+    score_cells,
+)
 from orchestrator.secrets import MASK, redact
 from orchestrator.store import SweepStore
 from orchestrator.tasks import load_task
@@ -301,9 +309,18 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
     lap("models")
     store.write_json("manifest.json", merge_manifest(_stored_manifest(store), manifest(cfg, plan, tasks)))
-    done = store.done()
+    have = store.shard_passes()
+    done = set(have)
     # damaged shard files (truncated, empty, another shard's) are quarantined here and so recomputed
     done -= set(store.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}))
+    # only the inference the metrics need runs; a stored shard that lacks some of it is run again with both
+    needed = passes_of_metrics(cfg.metrics.names)
+    upgrade = {sid: have[sid] for sid in done if not needed <= have[sid]}
+    if upgrade:
+        lacking = frozenset().union(*(needed - p for p in upgrade.values()))
+        log.warning("%d stored shard(s) lack %s, which metrics.names needs: running them again", len(upgrade),
+                    describe(lacking))
+    done -= set(upgrade)
     lap("store")
     live = _live_view(cfg, plan, tasks, store, done)
     lap("tracking")
@@ -312,7 +329,7 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
 
     def landed(shard, outcome: ShardOutcome) -> None:
         if outcome.records is not None:  # a store only this process reaches: the driver writes
-            store.write_shard(shard.id, outcome.records)
+            store.write_shard(shard.id, outcome.records, outcome.passes, outcome.replaces)
         if shard.id in failed_before:
             store.clear_failure(shard.id)
         if live:
@@ -327,7 +344,8 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
     interrupted: str | None = "KILLED"  # until execute returns: KILLED for Ctrl-C, FAILED for an error
     try:
         report = execute(plan, tasks, cfg, done, worker_store(cfg, plan), landed, gave_up, progress,
-                         on_tick=live.flush if live else (lambda: None), tick=max(1.0, cfg.tracking.live_interval))
+                         on_tick=live.flush if live else (lambda: None), tick=max(1.0, cfg.tracking.live_interval),
+                         passes=needed, stored=upgrade)
         interrupted = None
         lap("execute")  # replicas' model loads and inference, and the driver's dispatch (Ray start-up: "startup")
     except KeyboardInterrupt:
@@ -396,7 +414,7 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     Cells with a missing or failed shard are partial (analysis/partial.py): their reason is the error of
     `failed` (shard id -> error, this run's) or else of the store's failure records.
     """
-    done = store.done()
+    done = store.shard_passes()
     cells = score_cells(plan, store, tasks, cfg.metrics, done=done)
     partial = incomplete_cells(plan, done, {**failure_reasons(store.failures()), **(failed or {})})
     lap("score")
@@ -614,6 +632,7 @@ def rescore(cfg: SweepConfig) -> SweepResult:
     if recorded is not None and not set(cfg.model.sizes) <= set(recorded):
         recorded = None  # sizes added on the command line: resolve them all afresh
     plan, tasks, store = prepare(cfg, recorded)
+    check_passes_held(list(cfg.metrics.names), plan, store)
     stored = set(((store.read_json("manifest.json").get("config") or {}).get("metrics") or {}).get("names") or [])
     asked = set(cfg.metrics.names)
     if stored and asked < stored:  # a subset: beside the full results, which (and MLflow) stay as they are

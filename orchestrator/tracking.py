@@ -3,7 +3,10 @@
 MLflow is a view of the store, rebuilt from it on demand. Only the driver
 writes (SQLite and MLflow's experiment creation do not like many writers),
 every write is batched, and every run is found again by a tag before one is
-created, so running a sweep twice never duplicates a run:
+created, so running a sweep twice never duplicates a run. The experiment's
+runs are read once per Tracker (one paged search), not once per run, so a
+cell already logged with the same scores costs no call, and a new one three
+(create, one batch of params, metrics and tags, end):
 
     parent run   tags orchestrator.sweep_id = {sweep_id}, orchestrator.kind = sweep: one parent per
                  sweep name, whatever grid ran (a sub- or super-grid reuses it; of several
@@ -25,13 +28,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from orchestrator.secrets import redact, redact_param, redact_text
 
 MAX_PARAMS = 100  # per log_batch (mlflow/utils/validation.py)
 MAX_METRICS = 1000
+MAX_TAGS = 100
+MAX_ENTITIES = 1000  # metrics + params + tags in one log_batch
+SEARCH_PAGE = 1000
+INDEXED_TAGS = ("orchestrator.sweep_id", "orchestrator.cell_id", "orchestrator.curve")
 MAX_PARAM_VALUE = 6000
 PARENT = "mlflow.parentRunId"
 EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI's experiment type: runs table, not the GenAI pages
@@ -86,18 +93,42 @@ class Tracker:
             if EXPERIMENT_KIND not in exp.tags:
                 self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND, "custom_model_development")
         self.experiment_id = exp_id
+        self._by_tag: dict[tuple[str, str], list[str]] | None = None  # (tag, value) -> run ids, newest first
+        self._tags: dict[str, dict[str, str]] = {}  # run id -> its tags, as known to this process
+        self._param_keys: dict[str, set[str]] = {}  # run id -> its params' keys
+        self._created: set[str] = set()  # runs this process created
 
     # -- finding runs -----------------------------------------------------------
+    def _index(self) -> dict[tuple[str, str], list[str]]:
+        """Every run of the experiment by each of its orchestrator tags, from one paged search (newest first)."""
+        if self._by_tag is None:
+            self._by_tag = {}
+            token = None
+            while True:
+                page = self.client.search_runs([self.experiment_id], max_results=SEARCH_PAGE, page_token=token,
+                                               order_by=["attributes.start_time DESC"])
+                for run in page:
+                    self._remember(run.info.run_id, dict(run.data.tags), set(run.data.params))
+                token = page.token
+                if not token:
+                    break
+        return self._by_tag
+
+    def _remember(self, run_id: str, tags: dict[str, str], param_keys: set[str], newest: bool = False) -> None:
+        self._tags[run_id] = tags
+        self._param_keys[run_id] = param_keys
+        for k, v in tags.items():
+            if k in INDEXED_TAGS:
+                ids = self._by_tag.setdefault((k, v), [])  # type: ignore[union-attr]
+                ids.insert(0, run_id) if newest else ids.append(run_id)
+
     def _find(self, tag: str, value: str, parent: str | None = None, kind: str | None = None) -> str | None:
         """The most recent run with this tag (and parent, and kind), or None."""
-        flt = f"tags.`{tag}` = '{value}'"
-        if parent:
-            flt += f" and tags.`{PARENT}` = '{parent}'"
-        if kind:
-            flt += f" and tags.`orchestrator.kind` = '{kind}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=flt, max_results=1,
-                                       order_by=["attributes.start_time DESC"])
-        return runs[0].info.run_id if runs else None
+        for run_id in self._index().get((tag, value), []):
+            tags = self._tags[run_id]
+            if (not parent or tags.get(PARENT) == parent) and (not kind or tags.get("orchestrator.kind") == kind):
+                return run_id
+        return None
 
     def _find_or_create(self, tag: str, value: str, name: str, parent: str | None, tags: dict[str, str],
                         kind: str | None = None) -> str:
@@ -107,25 +138,39 @@ class Tracker:
         all_tags = {tag: value, **tags}
         if parent:
             all_tags[PARENT] = parent
-        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=name).info.run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        self._remember(run.info.run_id, dict(run.data.tags), set(), newest=True)
+        self._created.add(run.info.run_id)
+        return run.info.run_id
 
     # -- writing ---------------------------------------------------------------
     def _params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        existing = self.client.get_run(run_id).data.params
-        items = [
-            Param(k[:250], redact_param(k, v)[:MAX_PARAM_VALUE])
-            for k, v in params.items()
-            if k[:250] not in existing
-        ]
-        for i in range(0, len(items), MAX_PARAMS):
-            self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS])
+        self._batch(run_id, params=params)
+
+    def _batch(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: list[Metric] = (),
+               tags: Mapping[str, str] | None = None) -> None:
+        """Params not yet on the run (MLflow's are immutable), metrics and tags, in as few log_batch calls as
+        MLflow's limits allow (one for a cell)."""
+        self._index()
+        known = self._param_keys.setdefault(run_id, set())
+        items = [Param(k[:250], redact_param(k, v)[:MAX_PARAM_VALUE]) for k, v in (params or {}).items()
+                 if k[:250] not in known]
+        tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
+        metrics = list(metrics)
+        while items or metrics or tag_items:
+            p, items = items[:MAX_PARAMS], items[MAX_PARAMS:]
+            t, tag_items = tag_items[:MAX_TAGS], tag_items[MAX_TAGS:]
+            m, metrics = metrics[: MAX_ENTITIES - len(p) - len(t)], metrics[MAX_ENTITIES - len(p) - len(t):]
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+            known.update(x.key for x in p)
+            self._tags.setdefault(run_id, {}).update({x.key: x.value for x in t})
 
     def _metrics(self, run_id: str, metrics: list[Metric]) -> None:
-        for i in range(0, len(metrics), MAX_METRICS):
-            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS])
+        self._batch(run_id, metrics=metrics)
 
     def _already(self, run_id: str, digest: str) -> bool:
-        return self.client.get_run(run_id).data.tags.get("orchestrator.logged") == digest
+        self._index()
+        return self._tags.get(run_id, {}).get("orchestrator.logged") == digest
 
     def sweep_run(self, sweep_id: str, fingerprint: str, config: Mapping[str, Any], info: Mapping[str, Any]) -> str:
         """The sweep's parent run, found by sweep id (any grid), with the resolved config (secrets removed) as
@@ -153,7 +198,6 @@ class Tracker:
         digest = _digest(scores)
         if self._already(run_id, digest):
             return run_id
-        self._params(run_id, params)
         now = int(time.time() * 1000)
         metrics = []
         for metric, s in scores.items():
@@ -162,8 +206,7 @@ class Tracker:
                 v = s.get(key)
                 if v is not None and v == v:  # skip NaN and missing
                     metrics.append(Metric(f"{metric}{suffix}", float(v), now, 0))
-        self._metrics(run_id, metrics)
-        self.client.set_tag(run_id, "orchestrator.logged", digest)
+        self._batch(run_id, params=params, metrics=metrics, tags={"orchestrator.logged": digest})
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
@@ -176,13 +219,10 @@ class Tracker:
         digest = _digest([points, [p.name for p in artifacts], dict(tags or {})])
         if self._already(run_id, digest):
             return run_id
-        self._params(run_id, params)
-        for k, v in (tags or {}).items():
-            self.client.set_tag(run_id, k, redact_text(v))
         have: dict[str, dict[int, float]] = {}
-        run = self.client.get_run(run_id)
-        for k in run.data.metrics:
-            have[k] = {m.step: m.value for m in self.client.get_metric_history(run_id, k)}
+        if run_id not in self._created:  # a run made by this process has no points yet
+            for k in self.client.get_run(run_id).data.metrics:
+                have[k] = {m.step: m.value for m in self.client.get_metric_history(run_id, k)}
         now = int(time.time() * 1000)
         metrics = []
         for step, values in sorted(points):
@@ -192,10 +232,10 @@ class Tracker:
                 if have.get(k, {}).get(int(step)) == float(v):
                     continue  # this point is already on the curve
                 metrics.append(Metric(k, float(v), now, int(step)))
-        self._metrics(run_id, metrics)
+        self._batch(run_id, params=params, metrics=metrics, tags={k: redact_text(v) for k, v in (tags or {}).items()})
         for path in artifacts:
             self.client.log_artifact(run_id, str(path), "curves")
-        self.client.set_tag(run_id, "orchestrator.logged", digest)
+        self._batch(run_id, tags={"orchestrator.logged": digest})  # last: every point and artifact is in
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
@@ -212,8 +252,7 @@ class Tracker:
 
     def set_status(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         """RUNNING while work is under way (a resumed sweep's parent reopens), else terminate with `status`."""
-        for k, v in (tags or {}).items():
-            self.client.set_tag(run_id, k, v)
+        self._batch(run_id, tags=tags)
         if status == "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
         else:

@@ -24,7 +24,7 @@ MY_METRIC = textwrap.dedent('''
     """A user's metric in a few lines: the length of the extracted answer in characters."""
     from orchestrator.metrics import metric
 
-    @metric("answer_length", kind="continuous", higher_is_better=False)
+    @metric("answer_length", kind="continuous", higher_is_better=False, needs=("generated",))
     def answer_length(records, ctx):
         return [float(len(r["answer"])) for r in records]
 ''')

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ki
 
 def _shards(store: Path) -> set[str]:
     folder = store / "shards"
-    return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(".")} if folder.exists() else set()
+    return {p.name.split(".")[0] for p in folder.glob("*.parquet") if not p.name.startswith(".")} \
+        if folder.exists() else set()
 
 
 def _resume(sweep: str, root: Path, env: dict[str, str]) -> tuple[int, int, int]:

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.integration
 OUTPUT_ONLY = ["node", "host", "device", "device_name", "worker", "load_seconds", "shard_seconds", "seconds"]
 
 
+def _file(folder, sid: str):
+    """The shard's file, whichever passes its name says it holds (`<id>.parquet`, `<id>.generate+targets.parquet`)."""
+    (found,) = folder.glob(f"{sid}.*parquet")
+    return found
+
+
 def _records(folder, sid: str) -> pd.DataFrame:
-    df = pd.read_parquet(folder / f"{sid}.parquet")
+    df = pd.read_parquet(_file(folder, sid))
     return df.drop(columns=[c for c in df.columns if c in OUTPUT_ONLY or "seconds" in c])
 
 
@@ -40,12 +46,13 @@ def test_damaged_shards_are_quarantined_and_recomputed(tmp_path, tiny_conf, capl
         ids = sorted(s.id for s in first.plan.shards)
         before = {sid: _records(shards, sid) for sid in ids}
         truncated, empty, zero, other, *kept = ids
-        data = (shards / f"{truncated}.parquet").read_bytes()
-        (shards / f"{truncated}.parquet").write_bytes(data[: len(data) - 40])
-        (shards / f"{empty}.parquet").write_bytes(b"")
+        data = _file(shards, truncated).read_bytes()
+        _file(shards, truncated).write_bytes(data[: len(data) - 40])
+        _file(shards, empty).write_bytes(b"")
+        _file(shards, zero).unlink()
         SweepStore(cfg.storage.root, "integ").write_shard(zero, [])  # valid parquet, 0 rows
-        shutil.copyfile(shards / f"{kept[0]}.parquet", shards / f"{other}.parquet")  # another shard's records
-        mtimes = {sid: (shards / f"{sid}.parquet").stat().st_mtime_ns for sid in kept}
+        shutil.copyfile(_file(shards, kept[0]), _file(shards, other))  # another shard's records
+        mtimes = {sid: _file(shards, sid).stat().st_mtime_ns for sid in kept}
 
         with caplog.at_level(logging.WARNING, logger="orchestrator.store"):
             second = sweep.run(cfg, progress=False)
@@ -57,7 +64,7 @@ def test_damaged_shards_are_quarantined_and_recomputed(tmp_path, tiny_conf, capl
     assert quarantined == damaged
     for sid in damaged:
         assert f"shard {sid} is damaged" in caplog.text
-    assert {sid: (shards / f"{sid}.parquet").stat().st_mtime_ns for sid in kept} == mtimes  # not recomputed
+    assert {sid: _file(shards, sid).stat().st_mtime_ns for sid in kept} == mtimes  # not recomputed
     for sid in ids:  # every shard holds its own records again, equal to the first run's
         pd.testing.assert_frame_equal(_records(shards, sid), before[sid])
     assert len(second.cells) == 2 and all(c.n_examples == 12 for c in second.cells)

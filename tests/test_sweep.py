@@ -43,7 +43,8 @@ def test_sweep_end_to_end_and_resume(cfg, tmp_path):
         shard_files = list((tmp_path / "store" / "itest" / "shards").glob("*.parquet"))
         assert len(shard_files) == 12
         # each shard says where it ran (record.Provenance); provenance is output, shard ids are the plan's
-        stored = pd.concat([pd.read_parquet(f).assign(file=f.stem) for f in shard_files], ignore_index=True)
+        stored = pd.concat([pd.read_parquet(f).assign(file=f.name.split(".")[0]) for f in shard_files],
+                           ignore_index=True)
         assert set(stored["file"]) == {s.id for s in first.plan.shards} and (stored["file"] == stored["shard_id"]).all()
         assert (stored["node"].str.len() > 0).all() and stored["node"].nunique() == 1  # one local node
         assert (stored["device"] == "cpu").all() and (stored["device_name"] == "").all()

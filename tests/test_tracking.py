@@ -168,3 +168,48 @@ def test_real_tracking_server(tracking_server):
     _check(tracking_server, parent)
     assert _log_sweep(Tracker(tracking_server, "exp")) == parent
     _check(tracking_server, parent)
+
+
+class _Counted:
+    """The real MlflowClient, counting the calls that reach the store (each one a round trip to a server)."""
+
+    def __init__(self, client):
+        self.client, self.calls = client, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_cells_cost_few_round_trips_and_none_when_unchanged(tmp_path):
+    """Every write is batched: a new cell is created, logged in one batch and ended (3 calls); the experiment's
+    runs are read once per tracker, so a cell logged again with the same scores costs no call at all."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    scores = {"exact_match": {"mean": 0.5, "lo": 0.4, "hi": 0.6, "chance": 0.0},
+              "target_logprob": {"mean": -2.0, "lo": -2.5, "hi": -1.5}}
+    params = {f"p{i}": i for i in range(30)}
+    for fresh in (True, False):
+        tr = Tracker(uri, "exp")
+        parent = tr.sweep_run("sw", "fp", {"a": 1}, {"cells": 20})
+        counted = _Counted(tr.client)
+        tr.client = counted
+        for i in range(20):
+            tr.log_cell(parent, f"cell{i}", f"m{i}", params, scores)
+        if fresh:
+            assert len(counted.calls) == 3 * 20, counted.calls
+            assert set(counted.calls) == {"create_run", "log_batch", "set_terminated"}
+        else:
+            assert counted.calls == []
+    runs = mlflow.tracking.MlflowClient(tracking_uri=uri).search_runs(
+        [Tracker(uri, "exp").experiment_id], max_results=100)
+    cells = [r for r in runs if r.data.tags.get("orchestrator.kind") == "cell"]
+    assert len(cells) == 20 and all(len(r.data.params) == 30 for r in cells)
+    assert all(r.data.metrics["exact_match_ci_hi"] == pytest.approx(0.6) for r in cells)
+    assert all(r.info.status == "FINISHED" for r in cells)

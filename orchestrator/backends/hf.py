@@ -19,7 +19,7 @@ import importlib.util
 import inspect
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -225,6 +225,7 @@ class TransformersBackend(TokenizerMixin):
     """A Hugging Face causal LM behind the Backend interface."""
 
     name = "transformers"
+    on_batch: Callable[[int], None] | None = None  # called with each finished batch's rows (progress)
 
     def __init__(self, size: ModelSize, family: ModelFamily, cfg: BackendConfig, threads: int | None = None,
                  gpus: int = 0, prefix_cache: bool = True, token_budget: int | None = None):
@@ -334,7 +335,13 @@ class TransformersBackend(TokenizerMixin):
             rows = self._generate_batch([encoded[i] for i in idx], max_new_tokens, stop)
             for i, ids in zip(idx, rows, strict=True):
                 out[i] = finish_generation(ids, stop, self.eos_ids, self._decode, truncated=cut[i][1])
+            self._batch_done(len(idx))
         return out  # type: ignore[return-value]
+
+    def _batch_done(self, rows: int) -> None:
+        """Tell `on_batch` (set by the inference step for the progress bar) that `rows` prompts or pairs are done."""
+        if self.on_batch is not None:
+            self.on_batch(rows)
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -416,6 +423,7 @@ class TransformersBackend(TokenizerMixin):
         for idx in budget_batches(lengths, self.batch_size, self._token_budget()):
             for n, scored in zip(idx, self._score_batch([_as_full_row(items[n]) for n in idx]), strict=True):
                 out[n] = replace(scored, truncated=n in cut)
+            self._batch_done(len(idx))
         return out  # type: ignore[return-value]
 
     def _token_budget(self) -> int:
@@ -484,6 +492,7 @@ class TransformersBackend(TokenizerMixin):
             token_lp = [lp0, *lps]
             out[k] = Scored(logprob=sum(token_lp), token_logprobs=tuple(token_lp), token_ids=tuple(cont),
                             is_greedy=bool(greedy0 and greedy))
+        self._batch_done(len(order))
 
     def _score_continuations(self, chunk: list[int], ctx_rows: list[int], items: list[tuple[list[int], list[int]]],
                              layers: list, ctx_mask: torch.Tensor) -> dict[int, tuple[list[float], bool]]:
