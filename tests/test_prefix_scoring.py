@@ -55,7 +55,7 @@ def _random_llama(path) -> str:
 def zoo_30k() -> str:
     from orchestrator import zoo
 
-    if not zoo.is_built(names=["zoo-30k"]):  # CI has no zoo: train it once (about 2 minutes)
+    if not zoo.is_built(names=["zoo-30k"]):  # CI has no zoo: train it once, as the walkthrough does
         zoo.build(names=["zoo-30k"], progress=False)
     return str(zoo.zoo_dir() / "zoo-30k")
 
