@@ -17,7 +17,8 @@ HEADER = "| date | machine | commit | grid | figure | value |\n|---|---|---|---|
 INTRO = (
     "Written by `python bench/run.py side-by-side` (bench/README.md says what each figure means). "
     "Orchestrator and lm-evaluation-harness run the same JSONL examples with the same prompt text, greedy, "
-    "in alternating order; a row is the median over the paired repeats with (min–max)."
+    "in alternating order; a row is the median over the paired repeats with (min–max). "
+    "A commit ending in `.dirty` ran with uncommitted changes in the tree."
 )
 
 

@@ -131,6 +131,7 @@ def figures(grid_name: str, grid: dict, reps: list[sbs.Repeat], params: dict[str
                 f"{n_models} (one per invocation)"))
     out.append(("machine load", f"1-min load average at start/end of each repeat, max: "
                                 f"{', '.join(f'{r.loadavg:.1f}' for r in reps)} (2 cores shared with other work)"))
+    out.append(("software", sbs.software()))
     return out
 
 

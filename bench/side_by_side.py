@@ -473,14 +473,18 @@ def spread(values: list[float], fmt: str = "{:.1f}") -> str:
 
 
 def machine() -> str:
+    """The hardware, short: the BENCHMARKS.md machine column."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores {platform.machine()}, {mem:.0f} GB, no GPU"
+
+
+def software() -> str:
+    import ray
     import torch
     import transformers
 
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    load = os.getloadavg()[0]
-    return (f"{os.cpu_count()} cores {platform.machine()}, {mem:.0f} GB, no GPU; py {platform.python_version()}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}, lm_eval {LMEVAL_VERSION}; "
-            f"load avg {load:.1f} at start")
+    return (f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"ray {ray.__version__}, lm_eval {LMEVAL_VERSION} (own venv, same torch and transformers)")
 
 
 def commit() -> str:
