@@ -10,7 +10,7 @@ import importlib
 import logging
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
@@ -20,6 +20,9 @@ from orchestrator.passes import ALL, FIELDS, describe, of_fields
 from orchestrator.plan import Plan
 from orchestrator.store import SweepStore
 from orchestrator.tasks.task import Task
+
+if TYPE_CHECKING:
+    from orchestrator.cellcache import CellCache
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +91,12 @@ def metric_info(names: list[str]) -> dict[str, dict[str, object]]:
 
 def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig,
                 cell_ids: Iterable[str] | None = None,
-                done: set[str] | dict[str, frozenset[str]] | None = None) -> list[CellResult]:
+                done: set[str] | dict[str, frozenset[str]] | None = None,
+                cache: CellCache | None = None) -> list[CellResult]:
     """Scores of every cell (or of `cell_ids`) whose shards are all in the store (others are left out).
+
+    With `cache` (orchestrator.cellcache), a cell whose shards, metrics and settings are unchanged since it
+    was last scored is taken from the store's cache, reading no shard; others are scored and cached.
 
     `done` is the store's finished shard ids (or `store.shard_passes()`) when the caller already listed them.
     A metric is scored in a cell only where every shard of the cell holds the passes it needs
@@ -112,6 +119,11 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
             if n not in names:
                 lacking[n] = lacking.get(n, 0) + 1
         task = tasks[cell.task]
+        key = cache.key(cell, ids, names, task) if cache is not None else None
+        hit = cache.get(cell, key) if cache is not None else None
+        if hit is not None:
+            results.append(hit)
+            continue
         frame = store.read_shards(ids)
         _warn_old_records(frame, cell.label, list(metrics.names))
         records = frame.to_dict("records")
@@ -142,6 +154,8 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                 train_step=cell.model.train_step,
             )
         )
+        if cache is not None:
+            cache.put(cell, key, results[-1])
     for n, k in sorted(lacking.items()):
         log.warning("metric %s is left out of %d cell(s): their shards hold no %s (the run's metrics did not need "
                     "it); `orchestrator run` with %s in metrics.names computes it", n, k,

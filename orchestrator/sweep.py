@@ -22,6 +22,7 @@ from orchestrator.analysis.curves import CellResult, Curve, curves
 from orchestrator.analysis.partial import PartialCell, failure_reasons, incomplete_cells, resume_command, tag_value
 from orchestrator.analysis.plots import plot_all
 from orchestrator.analysis.report import Analysis, analyse, build_report
+from orchestrator.cellcache import CellCache, VerifiedIndex
 from orchestrator.config import SweepConfig, to_container
 from orchestrator.passes import describe
 from orchestrator.passes import of_metrics as passes_of_metrics
@@ -309,10 +310,15 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
         ensure_models(cfg, progress)  # a local cluster: build the zoo here, with progress; on a cluster each node does
     lap("models")
     store.write_json("manifest.json", merge_manifest(_stored_manifest(store), manifest(cfg, plan, tasks)))
-    have = store.shard_passes()
+    listed = store._entries()  # one listing (100k files: seconds): each shard's passes, and sizes for verify
+    have = {sid: passes for sid, (_, passes) in listed.items()}
     done = set(have)
     # damaged shard files (truncated, empty, another shard's) are quarantined here and so recomputed
-    done -= set(store.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}))
+    # files checked before under the same name and size are trusted (orchestrator.cellcache): a rerun of a
+    # 100k-shard sweep does not read 100k footers again
+    verified = VerifiedIndex.load(store)
+    done -= set(verified.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards},
+                                {sid: size for sid, (size, _) in listed.items()}))
     # only the inference the metrics need runs; a stored shard that lacks some of it is run again with both
     needed = passes_of_metrics(cfg.metrics.names)
     upgrade = {sid: have[sid] for sid in done if not needed <= have[sid]}
@@ -414,8 +420,11 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     Cells with a missing or failed shard are partial (analysis/partial.py): their reason is the error of
     `failed` (shard id -> error, this run's) or else of the store's failure records.
     """
-    done = store.shard_passes()
-    cells = score_cells(plan, store, tasks, cfg.metrics, done=done)
+    listed = store._entries()
+    done = {sid: passes for sid, (_, passes) in listed.items()}
+    # unchanged cells are not read or bootstrapped again (orchestrator.cellcache)
+    cache = CellCache(store, cfg.metrics, code_version(), {sid: size for sid, (size, _) in listed.items()})
+    cells = score_cells(plan, store, tasks, cfg.metrics, done=done, cache=cache)
     partial = incomplete_cells(plan, done, {**failure_reasons(store.failures()), **(failed or {})})
     lap("score")
     info = metric_info(list(cfg.metrics.names))

@@ -1,0 +1,155 @@
+"""What a rerun need not redo: shard files already verified, and cells already scored. Kept in the store.
+
+    {sweep_id}/cache/verified.json          shard id -> [file name, size, rows checksum] of files whose footer
+                                            was checked (store.SweepStore.verify)
+    {sweep_id}/cache/cells/{cell_id}.json   the cell's scores (a CellResult) and the key they were made under
+
+A rerun of a finished sweep otherwise reads every shard's footer (verify) and every shard's rows, and
+recomputes every bootstrap: minutes at 100,000 shards for nothing. With these, a file is trusted when the
+listing shows it under the name and size it had when its footer was checked, and a cell's scores are reused
+when its key is unchanged: the cell, its shards' ids and rows checksums, the metrics and their settings
+(bootstrap samples and seed, subset_k, metric modules), the task's answer regex and the code version. A
+resume that adds one shard re-reads and re-scores that shard's cell only.
+
+Trust has one gap, said here: a shard file replaced outside orchestrator by another of the same name and
+size is not checked again (orchestrator itself never rewrites a verified file in place: a shard it runs
+again was missing or lacked passes, so its index entry is dropped before it lands). Deleting `cache/` is
+always safe: the next run checks and scores everything again and writes it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, replace
+from typing import Any
+
+from orchestrator.analysis.curves import CellResult
+from orchestrator.config import MetricsConfig
+from orchestrator.plan import Cell
+from orchestrator.store import SweepStore
+from orchestrator.tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+INDEX = "cache/verified.json"
+CELLS = "cache/cells"
+VERSION = 1  # bump when what a key covers or how a CellResult is stored changes
+
+
+class VerifiedIndex:
+    """Shard files whose footers were checked, by id: [file name, size, rows checksum]."""
+
+    def __init__(self, store: SweepStore, entries: dict[str, list] | None = None):
+        self.store = store
+        self.entries: dict[str, list] = dict(entries or {})
+
+    @classmethod
+    def load(cls, store: SweepStore) -> VerifiedIndex:
+        """The stored index, or an empty one (none yet, unreadable, or of another version)."""
+        try:
+            if store.has(INDEX):
+                data = store.read_json(INDEX)
+                if data.get("version") == VERSION:
+                    return cls(store, data.get("shards") or {})
+        except Exception as e:  # noqa: BLE001 - a cache: anything wrong with it means "check everything"
+            log.warning("ignoring %s (%s: %s); every shard file is checked again", INDEX, type(e).__name__, e)
+        return cls(store)
+
+    def save(self) -> None:
+        blob = json.dumps({"version": VERSION, "shards": self.entries}, separators=(",", ":"), sort_keys=True)
+        self.store.write_bytes(INDEX, blob.encode())
+
+    def current(self, listing: dict[str, int]) -> dict[str, str]:
+        """Shard id -> rows checksum, for the listed shards whose file still has the name and size it was
+        checked with."""
+        names = getattr(self.store, "_names", {})  # shard id -> file name, from the last listing
+        out = {}
+        for sid, size in listing.items():
+            e = self.entries.get(sid)
+            if e is not None and e[1] == size and e[0] == names.get(sid, f"{sid}.parquet"):
+                out[sid] = e[2]
+        return out
+
+    def verify(self, shard_ids: Iterable[str], expected_rows: dict[str, int] | None = None,
+               listing: dict[str, int] | None = None) -> list[str]:
+        """`SweepStore.verify` of the files of `shard_ids` not checked before under their current name and size.
+        The index then holds the good ones, and keeps other listed files' entries while they are current; an
+        entry of a file not listed (a shard that may be run again now) is dropped. Saved when it changed.
+        Returns the bad ids (quarantined). `listing` (shard id -> size) is the store's, when the caller just
+        listed it."""
+        listing = self.store._listing() if listing is None else listing
+        wanted = [sid for sid in shard_ids if sid in listing]
+        known = self.current(listing)
+        todo = [sid for sid in wanted if sid not in known]
+        bad = set(self.store.verify(todo, expected_rows)) if todo else set()
+        sums = getattr(self.store, "footer_checksums", {})
+        names = getattr(self.store, "_names", {})  # shard id -> file name, from the last listing
+        wanted_set = set(wanted)
+        fresh = {sid: self.entries[sid] for sid in known if sid not in wanted_set}
+        for sid in wanted:
+            if sid in bad:
+                continue
+            if sid in known:
+                fresh[sid] = self.entries[sid]
+            else:
+                fresh[sid] = [names.get(sid, f"{sid}.parquet"), listing[sid], sums.get(sid, "")]
+        if fresh != self.entries:
+            self.entries = fresh
+            self.save()
+        if todo:
+            log.info("verified %d shard file(s); %d trusted from %s", len(todo), len(known), INDEX)
+        return sorted(bad)
+
+
+class CellCache:
+    """Scored cells in the store, reused while their key holds (see the module doc)."""
+
+    def __init__(self, store: SweepStore, metrics: MetricsConfig, code: str, listing: dict[str, int] | None = None):
+        self.store = store
+        self.checksums = VerifiedIndex.load(store).current(store._listing() if listing is None else listing)
+        self.settings = {
+            "version": VERSION, "code": code, "modules": list(metrics.modules), "subset_k": metrics.subset_k,
+            "bootstrap_samples": metrics.bootstrap_samples, "bootstrap_seed": metrics.bootstrap_seed,
+        }
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, cell: Cell, shard_ids: list[str], names: list[str], task: Task) -> str | None:
+        """The cell's key, or None when a shard has no trusted checksum (then it is scored, not cached)."""
+        sums = [self.checksums.get(sid) for sid in shard_ids]
+        if not all(sums):
+            return None
+        payload = {**self.settings, "cell": cell.id, "shards": list(zip(shard_ids, sums, strict=True)),
+                   "metrics": list(names), "output_regex": task.output_regex}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def get(self, cell: Cell, key: str | None) -> CellResult | None:
+        """The cached scores of `cell` under `key`, with the plan's current names for it; None on a miss."""
+        if key is None:
+            self.misses += 1
+            return None
+        name = f"{CELLS}/{cell.id}.json"
+        try:
+            data = self.store.read_json(name)
+        except FileNotFoundError:
+            data = None
+        except Exception as e:  # noqa: BLE001 - a damaged cache entry is a miss
+            log.warning("ignoring %s (%s)", name, type(e).__name__)
+            data = None
+        if not data or data.get("key") != key:
+            self.misses += 1
+            return None
+        self.hits += 1
+        m = cell.model
+        return replace(CellResult(**data["result"]), model=m.name, params=m.params, task=cell.task,
+                       prompt=cell.prompt.name, non_embedding_params=m.non_embedding_params,
+                       train_flops=m.train_flops, train_step=m.train_step)
+
+    def put(self, cell: Cell, key: str | None, result: CellResult) -> None:
+        if key is None:
+            return
+        body: dict[str, Any] = {"key": key, "result": asdict(result)}
+        self.store.write_bytes(f"{CELLS}/{cell.id}.json", json.dumps(body, sort_keys=True).encode())
