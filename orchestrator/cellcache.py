@@ -8,8 +8,11 @@ A rerun of a finished sweep otherwise reads every shard's footer (verify) and ev
 recomputes every bootstrap: minutes at 100,000 shards for nothing. With these, a file is trusted when the
 listing shows it under the name and size it had when its footer was checked, and a cell's scores are reused
 when its key is unchanged: the cell, its shards' ids and rows checksums, the metrics and their settings
-(bootstrap samples and seed, subset_k, metric modules), the task's answer regex and the code version. A
-resume that adds one shard re-reads and re-scores that shard's cell only.
+(bootstrap samples and seed, subset_k, metric modules), the task's answer regex, the code version and the
+source of the code that turns records into scores (`scoring_source`: the metric library, scoring and
+score normalisation, and the module that defines each metric asked for, a user's own included), so an
+edited metric is never served from the cache, even in an uncommitted tree or a Ray job's copy without git.
+A resume that adds one shard re-reads and re-scores that shard's cell only.
 
 Trust has one gap, said here: a shard file replaced outside orchestrator by another of the same name and
 size is not checked again (orchestrator itself never rewrites a verified file in place: a shard it runs
@@ -37,6 +40,34 @@ log = logging.getLogger(__name__)
 INDEX = "cache/verified.json"
 CELLS = "cache/cells"
 VERSION = 1  # bump when what a key covers or how a CellResult is stored changes
+
+
+# the package's modules that turn records into a CellResult, besides each metric's own module
+_SCORING_MODULES = ("orchestrator.metrics.registry", "orchestrator.metrics.aggregate", "orchestrator.scoring",
+                    "orchestrator.analysis.scores", "orchestrator.analysis.curves", "orchestrator.record")
+
+
+def scoring_source(names: list[str]) -> str:
+    """sha256 of the source of the scoring modules and of every module defining a metric in `names`; "" when
+    one cannot be read (a metric defined in a notebook cell), and then nothing is cached."""
+    import importlib
+    import inspect
+
+    from orchestrator.metrics import get
+
+    modules = set(_SCORING_MODULES)
+    for name in names:
+        m = get(name)
+        for fn in (m.fn, m.stats, m.reduce, m.chance_fn):
+            if fn is not None:
+                modules.add(fn.__module__)
+    digest = hashlib.sha256()
+    for mod in sorted(modules):
+        try:
+            digest.update(mod.encode() + b"\0" + inspect.getsource(importlib.import_module(mod)).encode() + b"\0")
+        except (OSError, TypeError, ImportError):
+            return ""
+    return digest.hexdigest()
 
 
 class VerifiedIndex:
@@ -113,14 +144,16 @@ class CellCache:
         self.settings = {
             "version": VERSION, "code": code, "modules": list(metrics.modules), "subset_k": metrics.subset_k,
             "bootstrap_samples": metrics.bootstrap_samples, "bootstrap_seed": metrics.bootstrap_seed,
+            "source": scoring_source(list(metrics.names)),
         }
         self.hits = 0
         self.misses = 0
 
     def key(self, cell: Cell, shard_ids: list[str], names: list[str], task: Task) -> str | None:
-        """The cell's key, or None when a shard has no trusted checksum (then it is scored, not cached)."""
+        """The cell's key, or None when a shard has no trusted checksum or a metric's source cannot be read
+        (then it is scored, not cached)."""
         sums = [self.checksums.get(sid) for sid in shard_ids]
-        if not all(sums):
+        if not all(sums) or not self.settings["source"]:
             return None
         payload = {**self.settings, "cell": cell.id, "shards": list(zip(shard_ids, sums, strict=True)),
                    "metrics": list(names), "output_regex": task.output_regex}

@@ -138,3 +138,35 @@ def test_a_garbled_index_means_check_everything(tmp_path, monkeypatch):
     footers = _count(monkeypatch, store, "_check_footer")
     assert _verify(plan, store) == [] and len(footers) == len(plan.shards)
     assert len(VerifiedIndex.load(store).entries) == len(plan.shards)
+
+
+def test_an_edited_metric_module_is_a_miss_even_under_the_same_code_version(tmp_path, monkeypatch):
+    """A user's metric edited between two runs (code version unchanged: their module is not ours) must be
+    recomputed, never served from the cache."""
+    import importlib
+    import sys
+
+    from orchestrator.metrics.registry import _REGISTRY
+
+    (tmp_path / "cache_metric_mod.py").write_text(
+        "from orchestrator.metrics import metric\n\n"
+        "@metric('cache_len', kind='continuous', higher_is_better=True, needs=('generated',), replace=True)\n"
+        "def cache_len(records, ctx):\n    return [float(len(r['answer'])) for r in records]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("cache_metric_mod")
+        cfg, plan, tasks, store = _sweep(tmp_path, "metrics.names=[exact_match,cache_len]",
+                                         "metrics.modules=[cache_metric_mod]")
+        _verify(plan, store)
+        first = _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics, "v1"))
+        (tmp_path / "cache_metric_mod.py").write_text(
+            (tmp_path / "cache_metric_mod.py").read_text().replace("float(len(r['answer']))", "2.0"))
+        importlib.reload(sys.modules["cache_metric_mod"])
+        cache = CellCache(store, cfg.metrics, "v1")
+        again = _score(cfg, plan, tasks, store, cache)
+        assert (cache.hits, cache.misses) == (0, 2)
+        assert [c.scores["cache_len"]["mean"] for c in again] == [2.0, 2.0]
+        assert [c.scores["cache_len"]["mean"] for c in first] != [2.0, 2.0]
+    finally:
+        _REGISTRY.pop("cache_len", None)
+        sys.modules.pop("cache_metric_mod", None)
