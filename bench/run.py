@@ -74,6 +74,7 @@ def one_repeat(i: int, grid_name: str, grid: dict, env: dict, cache: Path, track
     rep = sbs.Repeat(orch=orch, lm=lm, first=steps[0])
     rep.split = sbs.time_split(orch.wall, orch.timings, df, slots=os.cpu_count() or 1)
     rep.loads = sbs.model_loads(df)
+    rep.reloads = sbs.reloads(df)
     rep.throughput = sbs.throughput(df)
     rep.disagreements = sbs.compare(ours, theirs)
     rep.n_examples = len(ours)
@@ -127,7 +128,8 @@ def figures(grid_name: str, grid: dict, reps: list[sbs.Repeat], params: dict[str
     each = ", ".join(f"{m} {loads[m]}" for m in order)
     out.append(("model loads per sweep",
                 f"orchestrator {sum(loads.values())} for {n_models} models ({each}"
-                f"; one per replica, {len(grid['tasks']) * len(grid['prompts'])} cells per model); lm_eval "
+                f"; {len(grid['tasks']) * len(grid['prompts'])} cells per model), "
+                f"{sum(r.reloads for r in reps)} beyond one per replica in {len(reps)} repeats; lm_eval "
                 f"{n_models} (one per invocation)"))
     out.append(("machine load", f"1-min load average at start/end of each repeat, max: "
                                 f"{', '.join(f'{r.loadavg:.1f}' for r in reps)} (2 cores shared with other work)"))

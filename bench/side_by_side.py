@@ -442,6 +442,11 @@ def model_loads(df) -> dict[str, int]:
     return {str(m): int(n) for m, n in df.groupby("model")["worker"].nunique().items()}
 
 
+def reloads(df) -> int:
+    """Model loads beyond one per replica: a replica whose shards carry more than one load time loaded again."""
+    return int((df.groupby("worker")["load_seconds"].nunique() - 1).sum())
+
+
 def throughput(df) -> dict[str, dict[str, float]]:
     """Per model: examples/s and generated tokens/s over its inference seconds (summed over its shards)."""
     out = {}
@@ -500,6 +505,7 @@ class Repeat:
     first: str  # which tool ran first
     split: dict[str, float] = field(default_factory=dict)
     loads: dict[str, int] = field(default_factory=dict)
+    reloads: int = 0
     throughput: dict[str, dict[str, float]] = field(default_factory=dict)
     disagreements: list[Disagreement] = field(default_factory=list)
     n_examples: int = 0

@@ -85,7 +85,10 @@ def test_time_split_counts_each_load_once_per_replica_and_each_shard_once():
     assert split["process"] == 2.0  # the command's wall beyond the run's own
     assert math.isclose(split["overhead_share"], 1 - 20.0 / 64.0)
     assert math.isclose(split["driver_share"], 12.0 / 32.0)
-    assert sbs.model_loads(_shard_rows()) == {"m": 2}
+    assert sbs.model_loads(_shard_rows()) == {"m": 2} and sbs.reloads(_shard_rows()) == 0
+    again = _shard_rows()
+    again.loc[2, "load_seconds"] = 2.5  # replica a's shard s2 ran after the replica loaded its model again
+    assert sbs.reloads(again) == 1
     tp = sbs.throughput(_shard_rows())["m"]
     assert tp["examples"] == 4 and math.isclose(tp["gen_tokens_per_s"], 6 / 4.5)
 
@@ -133,7 +136,7 @@ def test_a_tiny_sweep_writes_its_phases_and_the_bench_reads_its_store(tmp_path, 
 
     df = sbs.orchestrator_rows(tmp_path / "store" / "benchtiny")
     assert len(df) == 200 and set(df["task"]) == {"add_3"} and set(df["prompt_style"]) == {"zero_shot"}
-    assert sbs.model_loads(df) == {"tiny-a": 1}  # one replica, one load, for 2 shards
+    assert sbs.model_loads(df) == {"tiny-a": 1} and sbs.reloads(df) == 0  # one replica, one load, for 2 shards
     ours = sbs.orchestrator_outputs(df)
     assert ours[("tiny-a", "add_3", "zero_shot", 0)].prompt == sbs.render_prompts(task_files["add_3"], "add_3",
                                                                                      "zero_shot")[0]
