@@ -8,8 +8,8 @@ A rerun of a finished sweep otherwise reads every shard's footer (verify) and ev
 recomputes every bootstrap: minutes at 100,000 shards for nothing. With these, a file is trusted when the
 listing shows it under the name and size it had when its footer was checked, and a cell's scores are reused
 when its key is unchanged: the cell, its shards' ids and rows checksums, the metrics and their settings
-(bootstrap samples and seed, subset_k, metric modules), the task's answer regex, the code version and the
-source of the code that turns records into scores (`scoring_source`: the metric library, scoring and
+(bootstrap samples and seed, subset_k, metric modules), the task's answer regex and the source of the code
+that turns records into scores (`scoring_source`: the metric library, scoring and
 score normalisation, and the module that defines each metric asked for, a user's own included), so an
 edited metric is never served from the cache, even in an uncommitted tree or a Ray job's copy without git.
 A resume that adds one shard re-reads and re-scores that shard's cell only.
@@ -138,11 +138,13 @@ class VerifiedIndex:
 class CellCache:
     """Scored cells in the store, reused while their key holds (see the module doc)."""
 
-    def __init__(self, store: SweepStore, metrics: MetricsConfig, code: str, listing: dict[str, int] | None = None):
+    def __init__(self, store: SweepStore, metrics: MetricsConfig, listing: dict[str, int] | None = None):
         self.store = store
         self.checksums = VerifiedIndex.load(store).current(store._listing() if listing is None else listing)
         self.settings = {
-            "version": VERSION, "code": code, "modules": list(metrics.modules), "subset_k": metrics.subset_k,
+            # not the code version: it moves with every commit (a README edit would drop every cell), and what of
+            # the code makes scores is in `source`
+            "version": VERSION, "modules": list(metrics.modules), "subset_k": metrics.subset_k,
             "bootstrap_samples": metrics.bootstrap_samples, "bootstrap_seed": metrics.bootstrap_seed,
             "source": scoring_source(list(metrics.names)),
         }

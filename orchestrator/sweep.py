@@ -423,7 +423,7 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     listed = store._entries()
     done = {sid: passes for sid, (_, passes) in listed.items()}
     # unchanged cells are not read or bootstrapped again (orchestrator.cellcache)
-    cache = CellCache(store, cfg.metrics, code_version(), {sid: size for sid, (size, _) in listed.items()})
+    cache = CellCache(store, cfg.metrics, {sid: size for sid, (size, _) in listed.items()})
     cells = score_cells(plan, store, tasks, cfg.metrics, done=done, cache=cache)
     partial = incomplete_cells(plan, done, {**failure_reasons(store.failures()), **(failed or {})})
     lap("score")

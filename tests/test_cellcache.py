@@ -63,14 +63,14 @@ def test_a_rerun_with_nothing_new_checks_no_footer_reads_no_shard_and_gives_the_
     footers = _count(monkeypatch, store, "_check_footer")
     assert _verify(plan, store) == [] and len(footers) == len(plan.shards)
     fresh = _score(cfg, plan, tasks, store, None)
-    first = CellCache(store, cfg.metrics, "v1")
+    first = CellCache(store, cfg.metrics)
     assert _as_json(_score(cfg, plan, tasks, store, first)) == _as_json(fresh)
     assert (first.hits, first.misses) == (0, 2) and store.has(f"{CELLS}/{plan.cells[0].id}.json")
 
     footers.clear()
     assert _verify(plan, store) == [] and footers == []  # trusted: same name and size as when checked
     reads = _count(monkeypatch, store, "read_shards")
-    again = CellCache(store, cfg.metrics, "v1")
+    again = CellCache(store, cfg.metrics)
     assert _as_json(_score(cfg, plan, tasks, store, again)) == _as_json(fresh)
     assert (again.hits, again.misses) == (2, 0) and reads == []
 
@@ -78,7 +78,7 @@ def test_a_rerun_with_nothing_new_checks_no_footer_reads_no_shard_and_gives_the_
 def test_a_resume_that_adds_one_shard_reads_and_rescores_only_its_cell(tmp_path, monkeypatch):
     cfg, plan, tasks, store = _sweep(tmp_path)
     _verify(plan, store)
-    _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics, "v1"))
+    _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics))
     lost = plan.shards[0]
     store.fs.rm(f"{store._path}/shards/{lost.id}.parquet")
     _verify(plan, store)  # a run that starts now: the missing shard's entry is dropped before it runs again
@@ -91,30 +91,27 @@ def test_a_resume_that_adds_one_shard_reads_and_rescores_only_its_cell(tmp_path,
     _verify(plan, store)  # the next run checks the new file only
     assert footers == [lost.id]
     reads = _count(monkeypatch, store, "read_shards")
-    cache = CellCache(store, cfg.metrics, "v1")
+    cache = CellCache(store, cfg.metrics)
     results = _score(cfg, plan, tasks, store, cache)
     assert (cache.hits, cache.misses) == (1, 1) and len(results) == 2
     assert sorted(reads) == sorted(s.id for s in plan.shards_of(lost.cell_id))
 
 
-@pytest.mark.parametrize("change", ["metrics", "bootstrap", "code", "shard"])
+@pytest.mark.parametrize("change", ["metrics", "bootstrap", "shard"])
 def test_what_changes_a_cell_is_a_miss(tmp_path, change):
     cfg, plan, tasks, store = _sweep(tmp_path)
     _verify(plan, store)
-    _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics, "v1"))
-    code = "v1"
+    _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics))
     if change == "metrics":
         cfg = replace(cfg, metrics=replace(cfg.metrics, names=["exact_match"]))
     elif change == "bootstrap":
         cfg = replace(cfg, metrics=replace(cfg.metrics, bootstrap_samples=cfg.metrics.bootstrap_samples + 1))
-    elif change == "code":
-        code = "v2"
     else:  # a shard of the first cell written again with other rows: another size, so checked and keyed anew
         s = plan.shards_of(plan.cells[0].id)[0]
         rows = run_shard(EchoBackend(None, None, cfg.backend), tasks["add_2"], plan.cells[0], s)
         store.write_shard(s.id, [{**r, "generation": r["generation"] + "x" * 50} for r in rows])
         _verify(plan, store)
-    cache = CellCache(store, cfg.metrics, code)
+    cache = CellCache(store, cfg.metrics)
     _score(cfg, plan, tasks, store, cache)
     assert cache.misses == (1 if change == "shard" else 2) and cache.hits == (1 if change == "shard" else 0)
 
@@ -158,11 +155,11 @@ def test_an_edited_metric_module_is_a_miss_even_under_the_same_code_version(tmp_
         cfg, plan, tasks, store = _sweep(tmp_path, "metrics.names=[exact_match,cache_len]",
                                          "metrics.modules=[cache_metric_mod]")
         _verify(plan, store)
-        first = _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics, "v1"))
+        first = _score(cfg, plan, tasks, store, CellCache(store, cfg.metrics))
         (tmp_path / "cache_metric_mod.py").write_text(
             (tmp_path / "cache_metric_mod.py").read_text().replace("float(len(r['answer']))", "2.0"))
         importlib.reload(sys.modules["cache_metric_mod"])
-        cache = CellCache(store, cfg.metrics, "v1")
+        cache = CellCache(store, cfg.metrics)
         again = _score(cfg, plan, tasks, store, cache)
         assert (cache.hits, cache.misses) == (0, 2)
         assert [c.scores["cache_len"]["mean"] for c in again] == [2.0, 2.0]
