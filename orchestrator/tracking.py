@@ -97,6 +97,7 @@ class Tracker:
         self._tags: dict[str, dict[str, str]] = {}  # run id -> its tags, as known to this process
         self._param_keys: dict[str, set[str]] = {}  # run id -> its params' keys
         self._created: set[str] = set()  # runs this process created
+        self._points: dict[str, dict[str, dict[int, float]]] = {}  # curve run -> metric -> step -> value logged
 
     # -- finding runs -----------------------------------------------------------
     def _index(self) -> dict[tuple[str, str], list[str]]:
@@ -219,10 +220,13 @@ class Tracker:
         digest = _digest([points, [p.name for p in artifacts], dict(tags or {})])
         if self._already(run_id, digest):
             return run_id
-        have: dict[str, dict[int, float]] = {}
-        if run_id not in self._created:  # a run made by this process has no points yet
-            for k in self.client.get_run(run_id).data.metrics:
-                have[k] = {m.step: m.value for m in self.client.get_metric_history(run_id, k)}
+        have = self._points.get(run_id)
+        if have is None:  # read once per run and process; a run this process made starts empty
+            have = {}
+            if run_id not in self._created:
+                for k in self.client.get_run(run_id).data.metrics:
+                    have[k] = {m.step: m.value for m in self.client.get_metric_history(run_id, k)}
+            self._points[run_id] = have
         now = int(time.time() * 1000)
         metrics = []
         for step, values in sorted(points):
@@ -233,6 +237,8 @@ class Tracker:
                     continue  # this point is already on the curve
                 metrics.append(Metric(k, float(v), now, int(step)))
         self._batch(run_id, params=params, metrics=metrics, tags={k: redact_text(v) for k, v in (tags or {}).items()})
+        for m in metrics:
+            have.setdefault(m.key, {})[m.step] = m.value
         for path in artifacts:
             self.client.log_artifact(run_id, str(path), "curves")
         self._batch(run_id, tags={"orchestrator.logged": digest})  # last: every point and artifact is in

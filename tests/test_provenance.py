@@ -47,7 +47,7 @@ def test_provenance_is_not_a_record_field():
     """Record fields are what a shard's inputs produce; provenance columns are added beside them."""
     assert not set(Provenance.columns()) & set(Record.columns())
     assert Provenance.columns() == ["node", "host", "device", "device_name", "worker", "load_seconds",
-                                    "shard_seconds", "gpus"]
+                                    "shard_seconds", "gpus", "generate_seconds", "score_seconds"]
 
 
 # -- stores with and without provenance ----------------------------------------------------------------------

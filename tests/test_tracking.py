@@ -213,3 +213,18 @@ def test_cells_cost_few_round_trips_and_none_when_unchanged(tmp_path):
     assert len(cells) == 20 and all(len(r.data.params) == 30 for r in cells)
     assert all(r.data.metrics["exact_match_ci_hi"] == pytest.approx(0.6) for r in cells)
     assert all(r.info.status == "FINISHED" for r in cells)
+
+
+def test_a_curve_logged_again_by_the_same_tracker_gets_each_point_once(tmp_path):
+    """Live tracking logs a curve run over and over as cells complete, from one Tracker: a point already on the
+    curve must not be logged again (the chart would show it twice)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tr = Tracker(uri, "exp")
+    parent = tr.sweep_run("sw", "fp", {"a": 1}, {"cells": 2})
+    first = [(1000, {"exact_match": 0.0})]
+    tr.log_curve(parent, "t/p", "curve t/p", {"task": "t"}, first)
+    run_id = tr.log_curve(parent, "t/p", "curve t/p", {"task": "t"}, first + [(10000, {"exact_match": 0.5})])
+    Tracker(uri, "exp").log_curve(parent, "t/p", "curve t/p", {"task": "t"},
+                                  first + [(10000, {"exact_match": 0.5}), (100000, {"exact_match": 0.9})])
+    hist = mlflow.tracking.MlflowClient(tracking_uri=uri).get_metric_history(run_id, "exact_match")
+    assert sorted((m.step, m.value) for m in hist) == [(1000, 0.0), (10000, 0.5), (100000, 0.9)]
