@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,9 +362,7 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
         raise
     finally:
         if live:
-            live.close(interrupted=interrupted is not None)
-            if interrupted:
-                _end_parent(live, interrupted)
+            _close_live(live, interrupted)
     lap("tracking")
     result = record(cfg, plan, tasks, store, status="FAILED" if report.failed else None, failed=report.failed)
     result.shards_run = report.completed
@@ -400,6 +399,29 @@ def _live_view(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: Swee
         log.warning("MLflow is not updated while this sweep runs (%s: %s); it is filled in when the sweep ends",
                     type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
+
+
+INTERRUPTED_CLOSE_S = 5.0  # after Ctrl-C, how long the live MLflow runs may take to be marked KILLED
+
+
+def _close_live(live, interrupted: str | None) -> None:
+    """End the live MLflow view. After Ctrl-C it gets at most INTERRUPTED_CLOSE_S: the interrupt may have landed
+    inside an MLflow write (a SQLite store then stays locked for its busy timeout, a server may be slow), and a
+    stop must take seconds; what is not marked now is rebuilt from the store by the next run or `sync`."""
+    def close() -> None:
+        live.close(interrupted=interrupted is not None)
+        if interrupted:
+            _end_parent(live, interrupted)
+
+    if interrupted != "KILLED":
+        close()
+        return
+    worker = threading.Thread(target=close, name="close-live-mlflow", daemon=True)
+    worker.start()
+    worker.join(INTERRUPTED_CLOSE_S)
+    if worker.is_alive():
+        log.warning("MLflow did not answer within %.0f s of the interrupt; its runs are marked when the sweep is "
+                    "resumed (or with `orchestrator sync`)", INTERRUPTED_CLOSE_S)
 
 
 def _end_parent(live, status: str) -> None:

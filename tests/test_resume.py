@@ -100,7 +100,7 @@ def test_ctrl_c_stops_within_seconds_leaves_no_ray_process_and_resume_finishes(t
         os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground group
         _, err = driver.communicate(timeout=60)
         took = time.monotonic() - t0
-        assert took < 10, f"took {took:.1f} s to stop"
+        assert took < 10, f"took {took:.1f} s to stop; its stderr ends:\n{err[-3000:]}"
         assert driver.returncode == 130, err[-3000:]
         assert "interrupted:" in err and "nothing finished is lost" in err and "Traceback" not in err, err[-3000:]
         assert f"orchestrator resume ctrlc --root {tmp_path / 'store'}" in err
