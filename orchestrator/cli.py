@@ -27,9 +27,11 @@ names the field, the value and the fix.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -987,6 +989,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stacks_on_usr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack to stderr: where a sweep that seems hung is waiting."""
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError):  # stderr without a file descriptor (called in-process, captured)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # overrides may come before or after options (`rescore demo --root r k=v`): argparse leaves the
@@ -999,6 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     install_log_filter()  # a URL with a password, a token in an error: masked in every log line
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _stacks_on_usr1()
     try:
         if getattr(args, "multirun", False):
             refuse_multirun()

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,13 +97,21 @@ def test_ctrl_c_stops_within_seconds_leaves_no_ray_process_and_resume_finishes(t
             assert driver.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         assert _processes_under(ray_tmp)  # Ray runs under its own folder
+        os.kill(driver.pid, signal.SIGUSR1)  # README: every thread's stack on stderr, and the sweep goes on
+        time.sleep(0.5)
+        assert driver.poll() is None
         t0 = time.monotonic()
         os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends to the foreground group
+        # too slow: at 8 s ask it where each thread is (the CLI dumps its stacks on USR1), for the failure message
+        spy = threading.Timer(8, lambda: driver.poll() is None and os.kill(driver.pid, signal.SIGUSR1))
+        spy.start()
         _, err = driver.communicate(timeout=60)
+        spy.cancel()
         took = time.monotonic() - t0
-        assert took < 10, f"took {took:.1f} s to stop; its stderr ends:\n{err[-3000:]}"
+        assert took < 10, f"took {took:.1f} s to stop; its stderr (with its stacks at 8 s) ends:\n{err[-8000:]}"
         assert driver.returncode == 130, err[-3000:]
         assert "interrupted:" in err and "nothing finished is lost" in err and "Traceback" not in err, err[-3000:]
+        assert "(most recent call first)" in err and "orchestrator/execute.py" in err, err[-3000:]  # the USR1 dump
         assert f"orchestrator resume ctrlc --root {tmp_path / 'store'}" in err
         time.sleep(1)
         assert _processes_under(ray_tmp) == [], "Ray processes of the interrupted run remain"
