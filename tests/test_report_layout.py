@@ -13,7 +13,8 @@ Chromium's viewport in that window is 1400 x 757; the checks hold the page to th
 
 The sweeps build the zoo first where it is missing (about 5 minutes once, then cached in ORCHESTRATOR_ZOO_DIR or
 ~/.cache/orchestrator/zoo); with it built they take about a minute each. Without Chromium the browser tests are
-skipped, saying why. `docs/make_report_screenshot.py` screenshots the same two sweeps' reports.
+skipped, saying why (they fail instead where ORCHESTRATOR_REQUIRE_BROWSER is set, as `.ci/run`, which installs
+Debian's chromium, sets it). `docs/make_report_screenshot.py` screenshots the same two sweeps' reports.
 """
 
 from __future__ import annotations
@@ -225,7 +226,10 @@ def probe(report: Path, browser: str) -> dict:
 def browser() -> str:
     found = chromium()
     if found is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH: the layout tests drive a real browser")
+        why = "no chromium, chromium-browser or google-chrome on PATH: the layout tests drive a real browser"
+        if os.environ.get("ORCHESTRATOR_REQUIRE_BROWSER"):  # CI installs one: there, a missing browser fails
+            pytest.fail(why + " (ORCHESTRATOR_REQUIRE_BROWSER is set)")
+        pytest.skip(why)
     return found
 
 
