@@ -104,13 +104,13 @@ def ensure_models(cfg: SweepConfig, progress: bool = True) -> None:
     """Build the embedded zoo's missing members before anything else (the demo needs no download)."""
     if cfg.model.build != "zoo":
         return
-    from orchestrator.zoo import build
-
     missing: dict[Path, list[str]] = {}
     for name in cfg.model.sizes:
         path = Path(os.path.expanduser(cfg.model.catalog[name].path))
         if not (path / "config.json").exists():
             missing.setdefault(path.parent, []).append(path.name)
+    if missing:
+        from orchestrator.zoo import build  # imports torch: only when something is to be built
     for out_dir, names in missing.items():
         print(f"zoo: building {', '.join(names)} into {out_dir} (once; later runs reuse it)")
         build(out_dir=out_dir, names=names, progress=progress)

@@ -212,3 +212,17 @@ def test_checkpoint_names_resolve_and_the_catalog_describes_them() -> None:
         assert entry.train_step == k and entry.params == total and entry.non_embedding_params == non_emb, name
         assert entry.train_flops == 6 * total * train_tokens(replace(s, steps=k)), name
     assert steps == [*CHECKPOINT_STEPS["zoo-300k"], spec.steps]
+
+
+def test_resolving_and_checking_members_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    """The driver of a zoo sweep resolves members and checks they are built; it runs no model, and importing
+    torch there cost every run seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import orchestrator.zoo as z; from orchestrator import resolve; z.resolve('zoo-300k-step100');"
+            f" z.is_built({str(tmp_path)!r}); z.spec_hash(z.member('zoo-3k')); z.read_card(z.zoo_dir());"
+            " print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

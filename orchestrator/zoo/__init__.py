@@ -5,6 +5,7 @@ phenomena the tool measures: exact match on long sums rising sharply with
 size while per-character metrics improve smoothly.
 """
 
+from orchestrator.zoo.cards import is_built, read_card, zoo_dir
 from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec, build_corpus
 from orchestrator.zoo.family import (
     CHECKPOINT_STEPS,
@@ -18,7 +19,15 @@ from orchestrator.zoo.family import (
     resolve,
     spec_hash,
 )
-from orchestrator.zoo.train import build, build_tiny, is_built, read_card, zoo_dir
+
+
+def __getattr__(name: str):
+    """`build` and `build_tiny` import torch: loaded when first used, so resolving members stays light."""
+    if name in ("build", "build_tiny"):
+        from orchestrator.zoo import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'orchestrator.zoo' has no attribute {name!r}")
 
 __all__ = [
     "CHECKPOINT_STEPS",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from orchestrator.tasks.arithmetic import problem
 from orchestrator.zoo.tokenizer import CHARS, SPECIALS
+
+if TYPE_CHECKING:  # torch is imported where a corpus is built: the spec and its hash must not pay for it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ def answer_labels(ids: torch.Tensor) -> torch.Tensor:
     on a 30K model (1500 steps), training on every character left 1-digit
     addition at exact match 0.09; training on the answers took it to 0.98.
     """
+    import torch
+
     eq, nl = _ID["="], _ID["\n"]
     pos = torch.arange(ids.shape[-1]).expand_as(ids)
     never = torch.full_like(ids, -1)
@@ -89,6 +93,8 @@ def answer_labels(ids: torch.Tensor) -> torch.Tensor:
 
 def build_corpus(spec: CorpusSpec, n_sequences: int | None = None) -> torch.Tensor:
     """All sequences as token ids, shape (n_sequences, seq_len), int64; same spec, same tensor."""
+    import torch
+
     rng = random.Random(spec.seed)
     n = spec.n_sequences if n_sequences is None else n_sequences
     ids = [[_ID[c] for c in sequence_text(rng, spec)] for _ in range(n)]

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-
-from transformers import GPT2Config, GPT2LMHeadModel
+from typing import TYPE_CHECKING
 
 from orchestrator.zoo.corpus import DEFAULT_CORPUS, CorpusSpec
 from orchestrator.zoo.tokenizer import CHARS, SPECIALS
+
+if TYPE_CHECKING:  # transformers is imported where a model is built: resolving a member must not pay for torch
+    from transformers import GPT2Config, GPT2LMHeadModel
 
 VOCAB_SIZE = len(SPECIALS) + len(CHARS)
 PAD_ID, EOS_ID = SPECIALS.index("<pad>"), SPECIALS.index("<eos>")
@@ -62,6 +64,8 @@ FAMILY: list[MemberSpec] = [
 
 def gpt2_config(spec: MemberSpec) -> GPT2Config:
     """The member's architecture; no dropout, so training is a pure function of the seed."""
+    from transformers import GPT2Config
+
     return GPT2Config(
         vocab_size=VOCAB_SIZE,
         n_positions=spec.n_positions,
