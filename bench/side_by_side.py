@@ -424,7 +424,7 @@ def time_split(wall: float, timings: dict, df, slots: int) -> dict[str, float]:
     out = {p: float(phases.get(p, 0.0)) for p in DRIVER_PHASES}
     out["other"] = float(timings.get("other_seconds", 0.0))
     out["process"] = max(0.0, wall - float(timings.get("wall_seconds", 0.0)))
-    replicas = df.drop_duplicates("worker")
+    replicas = df.drop_duplicates(["worker", "model"])  # a replica may load several models in turn
     out["load"] = float(replicas["load_seconds"].sum())
     shards = df.drop_duplicates("shard_id")
     out["inference"] = float(shards["shard_seconds"].sum())
@@ -444,7 +444,7 @@ def model_loads(df) -> dict[str, int]:
 
 def reloads(df) -> int:
     """Model loads beyond one per replica: a replica whose shards carry more than one load time loaded again."""
-    return int((df.groupby("worker")["load_seconds"].nunique() - 1).sum())
+    return int((df.groupby(["worker", "model"])["load_seconds"].nunique() - 1).sum())
 
 
 def throughput(df) -> dict[str, dict[str, float]]:

@@ -122,6 +122,9 @@ class ClusterConfig:
     window: int = 2  # shards in flight per replica (one running, the next queued so the device never idles)
     min_shards_per_replica: int = 8  # a model gets another replica only for this many more shards (loads cost)
     start_timeout: float = 60.0  # seconds for Ray to start one worker process before the run fails, saying why
+    # a replica whose model has no work left loads another model of the same shape (CPUs, GPUs, memory) that
+    # has work, in the same process: no new worker, no new imports. Never with vLLM (GPU memory is not freed)
+    reuse_replicas: bool = True
 
 
 @dataclass

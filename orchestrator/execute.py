@@ -52,7 +52,8 @@ class ExecutionReport:
     failed: dict[str, str] = field(default_factory=dict)  # shard id -> error
     examples: int = 0
     seconds: float = 0.0
-    replicas: dict[str, int] = field(default_factory=dict)  # model -> replicas started
+    replicas: dict[str, int] = field(default_factory=dict)  # model -> replicas that served it
+    handoffs: int = 0  # replicas that went on to another model in their process instead of a new replica starting
     calls: int = 0  # Ray calls that ran shards (fewer than shards where small ones went several per call)
     worker_logs: str = ""  # Ray's log folder, when the workers' lines were kept out of the terminal
 
@@ -159,25 +160,39 @@ class ProgressBoard:
 
 
 class ModelWorker:
-    """One replica: holds one loaded model and runs shards on it, writing each to the store."""
+    """One replica: holds one loaded model and runs shards on it, writing each to the store.
+
+    When its model's work is done it can load another (`switch`): the process, its imports (torch, transformers)
+    and its Ray resources are kept, which costs far less than starting a new replica.
+    """
 
     def __init__(self, model: ModelSpec, backend_cfg, threads: int | None, store: StoreSpec | None = None,
                  build: str | None = None, gpus: float = 0.0, board: Any = None):
+        self.backend_cfg, self.threads, self.build = backend_cfg, threads, build
+        self.gpus = float(gpus)
+        self.board = board  # a ProgressBoard, when the driver draws a bar
+        self.backend: Any = None
+        self._load(model)
+        self.store = None
+        if store is not None:
+            from orchestrator.store import SweepStore
+
+            self.store = SweepStore(store.root, store.sweep_id, store.options)
+
+    def _load(self, model: ModelSpec) -> None:
         from orchestrator.backends import load_backend
         from orchestrator.config import ModelFamily, ModelSize
 
         self.model = model
-        self.gpus = float(gpus)
-        self.board = board  # a ProgressBoard, when the driver draws a bar
         self.where = where_am_i(None)
         t0 = time.perf_counter()
         try:
-            obtain_model(model, build, self.where["host"])
+            obtain_model(model, self.build, self.where["host"])
             size = ModelSize(path=model.path, params=model.params, revision=model.revision,
                              tokenizer=model.tokenizer)
             family = ModelFamily(family=model.family, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
             whole = int(self.gpus) if self.gpus >= 1 else (1 if self.gpus > 0 else 0)  # placement's k, or one shared
-            self.backend = load_backend(size, family, backend_cfg, threads=threads, gpus=whole,
+            self.backend = load_backend(size, family, self.backend_cfg, threads=self.threads, gpus=whole,
                                         gpu_share=self.gpus if 0 < self.gpus < 1 else None)
         except ModelUnavailable:
             raise
@@ -186,15 +201,28 @@ class ModelWorker:
                                    f"{self.where['host']}: {type(e).__name__}: {_first_line(e)}") from e
         self.load_seconds = time.perf_counter() - t0
         self.where = where_am_i(self.backend)
-        self.store = None
-        if store is not None:
-            from orchestrator.store import SweepStore
 
-            self.store = SweepStore(store.root, store.sweep_id, store.options)
+    def switch(self, model: ModelSpec) -> dict[str, str]:
+        """Drop the model held and load `model` in its place; returns as `ready` does, once it is loaded."""
+        if model.name != self.model.name:
+            import gc
+
+            self.backend = None
+            gc.collect()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:
+                pass
+            self._load(model)
+        return self.ready()
 
     def ready(self) -> dict[str, str]:
-        """Where this replica runs; returns once the model is loaded (also after Ray restarted the replica)."""
-        return dict(self.where)
+        """Where this replica runs and the model it holds; returns once the model is loaded (also after Ray
+        restarted the replica, which then holds the model it was created with)."""
+        return {**self.where, "model": self.model.name}
 
     def rows(self, task: Task, cell: Cell, shard: Shard, batch_size: int | None = None,
              passes: frozenset[str] = ALL) -> list[dict]:
@@ -209,6 +237,9 @@ class ModelWorker:
         from orchestrator.inference import run_shard
         from orchestrator.record import Provenance
 
+        if cell.model.name != self.model.name:  # the driver checks `ready` first; this must never write a row
+            raise ShardError(f"shard {shard.id} is for model {cell.model.name} but this replica holds "
+                             f"{self.model.name}", "ReplicaModelMismatch")
         configured = getattr(self.backend, "batch_size", None)
         if batch_size and configured is not None:
             self.backend.batch_size = batch_size
@@ -429,6 +460,8 @@ class _Replica:
     state: str = "loading"  # loading -> ready; probing after it lost a shard (restarting or gone?)
     busy: int = 0  # shards in flight
     host: str = ""
+    shape: tuple[float, float] = (0.0, 0.0)  # the CPUs and GPUs Ray gave it
+    reserved: int = 0  # the memory it reserved from Ray (CPU replicas): a model it switches to must fit in it
 
 
 @dataclass(frozen=True)
@@ -502,6 +535,7 @@ def execute(
     window = max(1, int(cfg.cluster.window))
     max_attempts = cfg.cluster.max_retries + 1
     worker_cls = ray.remote(ModelWorker)
+    reuse = bool(getattr(cfg.cluster, "reuse_replicas", True)) and cfg.backend.name != "vllm"
     board = ray.remote(ProgressBoard).options(num_cpus=0).remote() if progress else None
 
     reps: dict[Any, _Replica] = {}  # actor -> replica
@@ -522,11 +556,13 @@ def execute(
         threads = cfg.cluster.torch_threads or max(1, int(p.num_cpus))
         options: dict[str, Any] = {"num_cpus": p.num_cpus, "num_gpus": p.num_gpus,
                                    "max_restarts": cfg.cluster.max_retries, "max_task_retries": 0}
-        if p.num_gpus == 0:
-            options["memory"] = p.need_bytes  # CPU replicas of several models must not overfill a node's RAM
+        if p.num_gpus == 0:  # CPU replicas of several models must not overfill a node's RAM; one that may go on
+            # to another model (reuse) reserves for the largest of its shape, so any can follow any
+            options["memory"] = max([q.need_bytes for q in placed.values() if reuse and q.num_gpus == 0
+                                     and q.num_cpus == p.num_cpus] + [p.need_bytes])
         actor = worker_cls.options(**options).remote(models[name], cfg.backend, threads, store, cfg.model.build,
                                                      p.num_gpus, board)
-        reps[actor] = _Replica(actor, name)
+        reps[actor] = _Replica(actor, name, shape=(p.num_cpus, p.num_gpus), reserved=options.get("memory", 0))
         inflight[actor.ready.remote()] = ("ready", actor, None)
         starts[name] = starts.get(name, 0) + 1
 
@@ -570,12 +606,59 @@ def execute(
             rep.busy += 1
             report.calls += 1
         if rep.busy == 0 and waiting(rep.model) == 0:
-            remove(rep)
+            done_with = rep.model
             for ref, (kind, actor, _) in list(inflight.items()):  # its model's replicas still loading: not needed
                 other = reps.get(actor)
-                if kind == "ready" and other is not None and other.model == rep.model:
+                if kind == "ready" and other is not None and other.model == done_with and other is not rep:
                     inflight.pop(ref)
                     remove(other)
+            successor = next_model(rep)
+            if successor is None:
+                remove(rep)
+            else:
+                handoff(rep, successor)
+
+    def next_model(rep: _Replica) -> str | None:
+        """The model this idle replica should load next, in its own process, or None (it retires).
+
+        Only a model of the same shape (CPUs, GPUs; on CPU, its memory within what the replica reserved), with
+        work waiting, and either a replica of its own still starting (this one takes its place) or enough work
+        for one more replica (cluster.min_shards_per_replica shards each, at most placement's replicas)."""
+        if not reuse:
+            return None
+        best, best_key = None, None
+        for name in queues:
+            p = placed.get(name)
+            if name == rep.model or p is None or waiting(name) == 0 or (p.num_cpus, p.num_gpus) != rep.shape:
+                continue
+            if p.num_gpus == 0 and p.need_bytes > rep.reserved:
+                continue
+            mine = [r for r in reps.values() if r.model == name]
+            starting = any(r.state == "loading" for r in mine)
+            wanted = len(mine) < min(p.replicas, -(-waiting(name) // max(1, cfg.cluster.min_shards_per_replica)))
+            if not (starting or wanted):
+                continue
+            key = (starting, waiting(name))  # take a starting replica's place first, then the most work
+            if best_key is None or key > best_key:
+                best, best_key = name, key
+        return best
+
+    def handoff(rep: _Replica, name: str) -> None:
+        """`rep` loads `name` in its process; a replica of `name` still starting is no longer needed."""
+        starting = [r for r in reps.values() if r.model == name and r.state == "loading"]
+        if starting:
+            other = starting[-1]  # the last one asked for: the likeliest to be still waiting for resources
+            for ref, (_, actor, _) in list(inflight.items()):
+                if actor is other.actor:
+                    inflight.pop(ref)
+            remove(other)
+        else:
+            report.replicas[name] = report.replicas.get(name, 0) + 1
+        log.info("a replica of %s goes on to %s%s", rep.model, name, " (in place of one still starting)"
+                 if starting else "")
+        rep.model, rep.state, rep.busy = name, "loading", 0
+        inflight[rep.actor.switch.remote(models[name])] = ("ready", rep.actor, None)
+        report.handoffs += 1
 
     def per_call(name: str) -> int:
         """Shards to send in one Ray call: 1, unless the model's queue holds more than 4 calls per window slot of
@@ -687,7 +770,12 @@ def execute(
                 if rep is None:
                     continue  # retired meanwhile
                 try:
-                    rep.host = ray.get(ready[0]).get("host", "")
+                    where = ray.get(ready[0])
+                    if where.get("model", rep.model) != rep.model:  # Ray restarted it: it holds its first model
+                        inflight[actor.switch.remote(models[rep.model])] = ("ready", actor, None)
+                        rep.state = "loading"
+                        continue
+                    rep.host = where.get("host", "")
                     rep.state = "ready"
                     feed(rep)
                     bar.set_postfix_str(f"{sum(r.state == 'ready' for r in reps.values())}/{len(reps)} replicas ready")

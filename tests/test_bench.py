@@ -89,6 +89,10 @@ def test_time_split_counts_each_load_once_per_replica_and_each_shard_once():
     again = _shard_rows()
     again.loc[2, "load_seconds"] = 2.5  # replica a's shard s2 ran after the replica loaded its model again
     assert sbs.reloads(again) == 1
+    handed = _shard_rows()
+    handed.loc[2, ["model", "load_seconds"]] = ["n", 2.5]  # replica a went on to model n and loaded it once
+    assert sbs.reloads(handed) == 0 and sbs.model_loads(handed) == {"m": 2, "n": 1}
+    assert sbs.time_split(32.0, timings, handed, slots=2)["load"] == 7.5  # each model's load in a counted once
     tp = sbs.throughput(_shard_rows())["m"]
     assert tp["examples"] == 4 and math.isclose(tp["gen_tokens_per_s"], 6 / 4.5)
 

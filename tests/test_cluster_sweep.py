@@ -119,7 +119,9 @@ def test_sweep_on_three_nodes_with_s3_store_and_tracking_server(tmp_path: Path, 
             assert len(planned) == 48 and store.done() == planned
             rows = store.read_shards(sorted(planned))
             assert rows["node"].nunique() > 1, rows["node"].value_counts()
-            assert rows.groupby("worker")["load_seconds"].nunique().eq(1).all()  # each replica loaded once
+            models = {c["id"]: c["model"] for c in man["cells"]}
+            per_model = rows.assign(model=rows["cell_id"].map(models)).groupby(["worker", "model"])
+            assert per_model["load_seconds"].nunique().eq(1).all()  # each replica loaded each of its models once
 
             # one MLflow run per cell, none duplicated, all finished; cell runs were there before the end
             exp = mlflow.get_experiment_by_name("live")
