@@ -116,6 +116,10 @@ def figures(grid_name: str, grid: dict, reps: list[sbs.Repeat], params: dict[str
                 f"{100 * med['overhead_share']:.0f}% = 1 − (load + inference) / (wall × {int(med['slots'])} slots); "
                 f"driver outside execute {100 * med['driver_share']:.0f}%"))
     order = sorted(params, key=lambda m: params[m])
+    held = {m: med.get(f"overhead:{m}", float("nan")) for m in order}
+    out.append(("orchestration overhead per model while loaded (share, median)",
+                " · ".join(f"{m} {100 * v:.1f}%" for m, v in held.items() if v == v)
+                + " = 1 − the model's shard seconds / the replica-seconds it was held loaded and ready"))
     tp = reps[-1].throughput
     lm_ex = {m: statistics.median(tp[m]["examples"] / r.lm.per_model[m] for r in reps) for m in order}
     or_ex = {m: statistics.median(r.throughput[m]["examples_per_s"] for r in reps) for m in order}

@@ -418,7 +418,9 @@ def time_split(wall: float, timings: dict, df, slots: int) -> dict[str, float]:
     `load`, `generate`, `score` (log-likelihood), `inference` (whole shards).
     `overhead_share` = 1 - (load + inference) / (wall x slots): every second a
     replica slot (a CPU a replica holds) was not loading or running a model,
-    counted against the tool.
+    counted against the tool. `overhead:<model>` = 1 - the model's shard seconds
+    / the replica-seconds its replicas held it loaded and ready (timings'
+    `serving_seconds`): dispatch, Ray calls and store writes while it was loaded.
     """
     phases = dict(timings.get("phases") or {})
     out = {p: float(phases.get(p, 0.0)) for p in DRIVER_PHASES}
@@ -434,6 +436,13 @@ def time_split(wall: float, timings: dict, df, slots: int) -> dict[str, float]:
     out["slots"] = float(slots)
     out["overhead_share"] = 1.0 - (out["load"] + out["inference"]) / (wall * slots) if wall > 0 else float("nan")
     out["driver_share"] = (wall - out["execute"]) / wall if wall > 0 else float("nan")
+    # per model, while a replica held it loaded (timings' serving_seconds): the share not spent in its shards
+    serving = timings.get("serving_seconds") or {}
+    if "model" in df:
+        per_model = df.drop_duplicates("shard_id").groupby("model")["shard_seconds"].sum()
+        for model, busy in per_model.items():
+            held = float(serving.get(str(model), 0.0))
+            out[f"overhead:{model}"] = 1.0 - float(busy) / held if held > 0 else float("nan")
     return out
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import ray
 from tqdm.auto import tqdm
 
+from orchestrator import timing
 from orchestrator.config import SweepConfig
 from orchestrator.passes import ALL
 from orchestrator.placement import Cluster, Placement, cluster_from_ray, place, policy_from_config
@@ -462,6 +463,7 @@ class _Replica:
     host: str = ""
     shape: tuple[float, float] = (0.0, 0.0)  # the CPUs and GPUs Ray gave it
     reserved: int = 0  # the memory it reserved from Ray (CPU replicas): a model it switches to must fit in it
+    since: float | None = None  # monotonic time its current model became ready (for timing.serving)
 
 
 @dataclass(frozen=True)
@@ -581,7 +583,14 @@ def execute(
     def alive(name: str) -> bool:
         return any(r.model == name for r in reps.values())
 
+    def served(rep: _Replica) -> None:
+        """Book the time `rep` held its current model ready (benchmarks: overhead while a model is loaded)."""
+        if rep.since is not None:
+            timing.serving(rep.model, time.monotonic() - rep.since)
+            rep.since = None
+
     def remove(rep: _Replica) -> None:
+        served(rep)
         reps.pop(rep.actor, None)
         ray.kill(rep.actor)  # also one that is only unreachable: it must not keep holding its GPU or CPUs
 
@@ -656,6 +665,7 @@ def execute(
             report.replicas[name] = report.replicas.get(name, 0) + 1
         log.info("a replica of %s goes on to %s%s", rep.model, name, " (in place of one still starting)"
                  if starting else "")
+        served(rep)
         rep.model, rep.state, rep.busy = name, "loading", 0
         inflight[rep.actor.switch.remote(models[name])] = ("ready", rep.actor, None)
         report.handoffs += 1
@@ -777,6 +787,8 @@ def execute(
                         continue
                     rep.host = where.get("host", "")
                     rep.state = "ready"
+                    if rep.since is None:
+                        rep.since = time.monotonic()
                     feed(rep)
                     bar.set_postfix_str(f"{sum(r.state == 'ready' for r in reps.values())}/{len(reps)} replicas ready")
                 except ray.exceptions.ActorUnavailableError:  # Ray is restarting it (or it is unreachable a while)
@@ -830,6 +842,7 @@ def execute(
     finally:
         bar.close()
         for rep in list(reps.values()):
+            served(rep)
             ray.kill(rep.actor)
         if board is not None:
             ray.kill(board)

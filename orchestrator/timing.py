@@ -28,6 +28,7 @@ class Timings:
 
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    serving: dict[str, float] = field(default_factory=dict)  # model -> replica-seconds its replicas held it loaded
     wall: float = 0.0
     _last: float | None = None  # perf_counter() of the previous lap, while collecting
 
@@ -46,6 +47,7 @@ class Timings:
             "phases": {k: round(v, 4) for k, v in self.seconds.items()},
             "other_seconds": round(self.other, 4),
             "counts": dict(self.counts),
+            "serving_seconds": {k: round(v, 4) for k, v in self.serving.items()},
         }
 
 
@@ -65,6 +67,14 @@ def collect(timings: Timings | None = None) -> Iterator[Timings]:
         timings.wall += time.perf_counter() - t0
         timings._last = None
         _ACTIVE.reset(token)
+
+
+def serving(model: str, seconds: float) -> None:
+    """Book replica-seconds during which a replica held `model` loaded and ready (from its load's end to its
+    handoff, retirement or the end of execution); nothing outside `collect`."""
+    timings = _ACTIVE.get()
+    if timings is not None:
+        timings.serving[model] = timings.serving.get(model, 0.0) + seconds
 
 
 def lap(name: str) -> None:

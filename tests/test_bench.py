@@ -12,7 +12,7 @@ import pytest
 
 from bench import rows as bench_rows
 from bench import side_by_side as sbs
-from orchestrator.timing import Timings, collect, lap
+from orchestrator.timing import Timings, collect, lap, serving
 
 KEY = ("zoo-3k", "add_3", "zero_shot", 7)
 
@@ -50,16 +50,20 @@ def test_an_example_only_one_tool_has_is_a_disagreement():
 
 def test_laps_add_up_to_the_wall_time_and_do_nothing_outside_a_sweep():
     lap("ignored")  # no active Timings: nothing booked anywhere
+    serving("m", 1.0)
     with collect() as t:
         lap("plan")
         lap("execute")
         lap("plan")  # booked twice, summed
+        serving("m", 2.0)
+        serving("m", 0.5)  # replica-seconds per model add up
     assert set(t.seconds) == {"plan", "execute"} and t.counts == {"plan": 2, "execute": 1}
     assert math.isclose(sum(t.seconds.values()) + t.other, t.wall, rel_tol=1e-9, abs_tol=1e-9)
     lap("after")
     assert "after" not in t.seconds
     d = t.to_dict()
-    assert set(d) == {"wall_seconds", "phases", "other_seconds", "counts"}
+    assert set(d) == {"wall_seconds", "phases", "other_seconds", "counts", "serving_seconds"}
+    assert d["serving_seconds"] == {"m": 2.5}
 
 
 def _shard_rows() -> pd.DataFrame:
@@ -89,6 +93,8 @@ def test_time_split_counts_each_load_once_per_replica_and_each_shard_once():
     again = _shard_rows()
     again.loc[2, "load_seconds"] = 2.5  # replica a's shard s2 ran after the replica loaded its model again
     assert sbs.reloads(again) == 1
+    held = sbs.time_split(32.0, {**timings, "serving_seconds": {"m": 20.0}}, _shard_rows(), slots=2)
+    assert math.isclose(held["overhead:m"], 1 - 15.0 / 20.0)  # 15 s of shards in 20 replica-s held loaded
     handed = _shard_rows()
     handed.loc[2, ["model", "load_seconds"]] = ["n", 2.5]  # replica a went on to model n and loaded it once
     assert sbs.reloads(handed) == 0 and sbs.model_loads(handed) == {"m": 2, "n": 1}
