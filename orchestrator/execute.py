@@ -464,6 +464,7 @@ class _Replica:
     shape: tuple[float, float] = (0.0, 0.0)  # the CPUs and GPUs Ray gave it
     reserved: int = 0  # the memory it reserved from Ray (CPU replicas): a model it switches to must fit in it
     since: float | None = None  # monotonic time its current model became ready (for timing.serving)
+    fresh: bool = True  # a new process still starting (never ready, not handed a model): the one a handoff replaces
 
 
 @dataclass(frozen=True)
@@ -616,9 +617,10 @@ def execute(
             report.calls += 1
         if rep.busy == 0 and waiting(rep.model) == 0:
             done_with = rep.model
-            for ref, (kind, actor, _) in list(inflight.items()):  # its model's replicas still loading: not needed
+            # its model's new replicas still starting are not needed (one switching to it goes on once ready)
+            for ref, (kind, actor, _) in list(inflight.items()):
                 other = reps.get(actor)
-                if kind == "ready" and other is not None and other.model == done_with and other is not rep:
+                if kind == "ready" and other is not None and other.model == done_with and other.fresh:
                     inflight.pop(ref)
                     remove(other)
             successor = next_model(rep)
@@ -643,7 +645,7 @@ def execute(
             if p.num_gpus == 0 and p.need_bytes > rep.reserved:
                 continue
             mine = [r for r in reps.values() if r.model == name]
-            starting = any(r.state == "loading" for r in mine)
+            starting = any(r.state == "loading" and r.fresh for r in mine)
             wanted = len(mine) < min(p.replicas, -(-waiting(name) // max(1, cfg.cluster.min_shards_per_replica)))
             if not (starting or wanted):
                 continue
@@ -654,7 +656,7 @@ def execute(
 
     def handoff(rep: _Replica, name: str) -> None:
         """`rep` loads `name` in its process; a replica of `name` still starting is no longer needed."""
-        starting = [r for r in reps.values() if r.model == name and r.state == "loading"]
+        starting = [r for r in reps.values() if r.model == name and r.state == "loading" and r.fresh]
         if starting:
             other = starting[-1]  # the last one asked for: the likeliest to be still waiting for resources
             for ref, (_, actor, _) in list(inflight.items()):
@@ -666,7 +668,7 @@ def execute(
         log.info("a replica of %s goes on to %s%s", rep.model, name, " (in place of one still starting)"
                  if starting else "")
         served(rep)
-        rep.model, rep.state, rep.busy = name, "loading", 0
+        rep.model, rep.state, rep.busy, rep.fresh = name, "loading", 0, False
         inflight[rep.actor.switch.remote(models[name])] = ("ready", rep.actor, None)
         report.handoffs += 1
 
@@ -786,7 +788,7 @@ def execute(
                         rep.state = "loading"
                         continue
                     rep.host = where.get("host", "")
-                    rep.state = "ready"
+                    rep.state, rep.fresh = "ready", False
                     if rep.since is None:
                         rep.since = time.monotonic()
                     feed(rep)
