@@ -12,7 +12,9 @@ when its key is unchanged: the cell, its shards' ids and rows checksums, the met
 that turns records into scores (`scoring_source`: the metric library, scoring and
 score normalisation, and the module that defines each metric asked for, a user's own included), so an
 edited metric is never served from the cache, even in an uncommitted tree or a Ray job's copy without git.
-A resume that adds one shard re-reads and re-scores that shard's cell only.
+A resume that adds one shard re-reads and re-scores that shard's cell only. A shard written in this run enters
+the index as it lands (`VerifiedIndex.landed`, from `SweepStore.written`), so the cells the live view scores
+while the sweep runs are cache hits for the sweep's final record.
 
 Trust has one gap, said here: a shard file replaced outside orchestrator by another of the same name and
 size is not checked again (orchestrator itself never rewrites a verified file in place: a shard it runs
@@ -89,6 +91,12 @@ class VerifiedIndex:
             log.warning("ignoring %s (%s: %s); every shard file is checked again", INDEX, type(e).__name__, e)
         return cls(store)
 
+    def landed(self, shard_id: str, entry: list | None) -> None:
+        """A shard written whole in this run (`SweepStore.written`): trusted without a footer check. Saved by
+        the caller (`save`) once the run's shards have landed, not per shard."""
+        if entry:
+            self.entries[shard_id] = list(entry)
+
     def save(self) -> None:
         blob = json.dumps({"version": VERSION, "shards": self.entries}, separators=(",", ":"), sort_keys=True)
         self.store.write_bytes(INDEX, blob.encode())
@@ -138,9 +146,14 @@ class VerifiedIndex:
 class CellCache:
     """Scored cells in the store, reused while their key holds (see the module doc)."""
 
-    def __init__(self, store: SweepStore, metrics: MetricsConfig, listing: dict[str, int] | None = None):
+    def __init__(self, store: SweepStore, metrics: MetricsConfig, listing: dict[str, int] | None = None,
+                 checksums: dict[str, str] | None = None):
+        """`checksums` (shard id -> rows checksum) when the caller holds them, else from the verified index and
+        `listing` (the store's, listed again when None)."""
         self.store = store
-        self.checksums = VerifiedIndex.load(store).current(store._listing() if listing is None else listing)
+        if checksums is None:
+            checksums = VerifiedIndex.load(store).current(store._listing() if listing is None else listing)
+        self.checksums = checksums
         self.settings = {
             # not the code version: it moves with every commit (a README edit would drop every cell), and what of
             # the code makes scores is in `source`

@@ -87,6 +87,7 @@ class ShardOutcome:
     records: list[dict] | None = None  # the rows themselves, only when the driver writes (a memory:// store)
     passes: frozenset[str] = ALL  # the inference passes the rows hold
     replaces: frozenset[str] | None = None  # the passes of the stored file these rows supersede
+    written: list | None = None  # [file name, size, rows checksum] as the replica wrote it (cellcache's index)
 
     @property
     def gpu_seconds(self) -> float:
@@ -304,8 +305,9 @@ class ModelWorker:
         where = (self.where["node"], self.where["host"], self.where["worker"], seconds, self.gpus)
         if self.store is None:
             return ShardOutcome(shard.id, len(rows), "", *where, records=rows, passes=passes, replaces=replaces)
-        return ShardOutcome(shard.id, len(rows), self.store.write_shard(shard.id, rows, passes, replaces), *where,
-                            passes=passes, replaces=replaces)
+        checksum = self.store.write_shard(shard.id, rows, passes, replaces)
+        return ShardOutcome(shard.id, len(rows), checksum, *where, passes=passes, replaces=replaces,
+                            written=self.store.written.pop(shard.id, None))
 
     def run_many(self, task: Task, jobs: list[tuple]) -> list[ShardOutcome | Exception]:
         """`run` for each job (the arguments after `task`), in order, in one Ray call: for many small shards the

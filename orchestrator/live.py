@@ -136,10 +136,11 @@ def log_curves(tracker: Tracker, parent: str, cvs: list[Curve], x_name: str, plo
 class LiveView:
     """Keeps the MLflow view current while shards land (driver side); see the module docstring."""
 
-    def __init__(self, cfg: Any, plan: Plan, tasks: dict, store: Any, done: set[str], code: str):
+    def __init__(self, cfg: Any, plan: Plan, tasks: dict, store: Any, done: set[str], code: str, cache: Any = None):
         from orchestrator.scoring import metric_info
 
         self.cfg, self.plan, self.tasks, self.store = cfg, plan, tasks, store
+        self.cache = cache  # a CellCache: cells scored here are not read again by the sweep's final record
         self.done = set(done)
         # cell -> its shards not done yet: a landing shard costs O(1), not a pass over its cell's shards
         self.missing: dict[str, int] = {}
@@ -225,7 +226,8 @@ class LiveView:
             }, step=sum(s.id in self.done for s in shards))
         ready, self.to_score = self.to_score, set()
         if ready:
-            for c in score_cells(self.plan, self.store, self.tasks, self.cfg.metrics, cell_ids=ready, done=self.done):
+            for c in score_cells(self.plan, self.store, self.tasks, self.cfg.metrics, cell_ids=ready, done=self.done,
+                                 cache=self.cache):
                 log_cell(self.tracker, self.parent, self.plan, c)
                 self.scored[c.cell_id] = c
             keys = {f"{self.plan.cell(cid).task}/{self.plan.cell(cid).prompt.name}" for cid in ready}

@@ -208,6 +208,9 @@ class SweepStore:
             check_root(self.root, self.options)
             raise
         self._names: dict[str, str] = {}  # shard id -> its file's name, from the last listing and this process's writes
+        # shard id -> [file name, size, rows checksum] of the files this process wrote (orchestrator.cellcache's
+        # verified-index entry: a file written whole here needs no footer check)
+        self.written: dict[str, list] = {}
         self.footer_checksums: dict[str, str] = {}  # shard id -> rows checksum its footer held when verify read it
 
     # -- shards ---------------------------------------------------------------
@@ -237,6 +240,7 @@ class SweepStore:
         name = f"{shard_id}{file_suffix(passes)}.parquet"
         _write_atomic(self.fs, f"{self._path}/shards/{name}", data)
         self._names[shard_id] = name
+        self.written[shard_id] = [name, len(data), table.schema.metadata[META_SHA256].decode()]
         if replaces is not None and file_suffix(replaces) != file_suffix(passes):
             try:
                 self.fs.rm_file(f"{self._path}/shards/{shard_id}{file_suffix(replaces)}.parquet")

@@ -318,8 +318,8 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
     # files checked before under the same name and size are trusted (orchestrator.cellcache): a rerun of a
     # 100k-shard sweep does not read 100k footers again
     verified = VerifiedIndex.load(store)
-    done -= set(verified.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards},
-                                {sid: size for sid, (size, _) in listed.items()}))
+    sizes = {sid: size for sid, (size, _) in listed.items()}
+    done -= set(verified.verify(done & {s.id for s in plan.shards}, {s.id: s.size for s in plan.shards}, sizes))
     # only the inference the metrics need runs; a stored shard that lacks some of it is run again with both
     needed = passes_of_metrics(cfg.metrics.names)
     upgrade = {sid: have[sid] for sid in done if not needed <= have[sid]}
@@ -329,14 +329,24 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
                     describe(lacking))
     done -= set(upgrade)
     lap("store")
-    live = _live_view(cfg, plan, tasks, store, done)
+    # the cells the live view scores are cached under the keys the final record computes (orchestrator.cellcache):
+    # each shard written in this run enters the verified index as it lands, so the record reads no shard again
+    cache = CellCache(store, cfg.metrics, checksums=verified.current(sizes))
+    live = _live_view(cfg, plan, tasks, store, done, cache)
     lap("tracking")
+    landed_here: list[str] = []
 
     failed_before = set(store.failures())
 
     def landed(shard, outcome: ShardOutcome) -> None:
+        written = outcome.written
         if outcome.records is not None:  # a store only this process reaches: the driver writes
             store.write_shard(shard.id, outcome.records, outcome.passes, outcome.replaces)
+            written = store.written.pop(shard.id, None)
+        if written:
+            verified.landed(shard.id, written)
+            cache.checksums[shard.id] = written[2]
+            landed_here.append(shard.id)
         if shard.id in failed_before:
             store.clear_failure(shard.id)
         if live:
@@ -361,6 +371,8 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
         interrupted = "FAILED"
         raise
     finally:
+        if landed_here:
+            _save_index(verified)
         if live:
             _close_live(live, interrupted)
     lap("tracking")
@@ -372,6 +384,14 @@ def _run_leased(cfg: SweepConfig, progress: bool, t0: float, plan: Plan, tasks: 
     result.worker_logs = report.worker_logs
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _save_index(verified: VerifiedIndex) -> None:
+    """The verified index with this run's shards; a cache, so a store that refuses it costs only a re-check."""
+    try:
+        verified.save()
+    except Exception as e:  # noqa: BLE001 - the shards are in the store; the next run checks their footers
+        log.warning("could not save the verified-shard index (%s: %s)", type(e).__name__, e)
 
 
 def worker_store(cfg: SweepConfig, plan: Plan):
@@ -387,14 +407,15 @@ def worker_store(cfg: SweepConfig, plan: Plan):
     return StoreSpec(root, plan.sweep_id, dict(cfg.storage.options))
 
 
-def _live_view(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore, done: set[str]):
+def _live_view(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepStore, done: set[str],
+               cache: CellCache | None = None):
     """The live MLflow view, or None (tracking off, live off, or MLflow unreachable: said once, the sweep goes on)."""
     if not (cfg.tracking.enabled and cfg.tracking.live):
         return None
     from orchestrator.live import LiveView
 
     try:
-        return LiveView(cfg, plan, tasks, store, done, code_version())
+        return LiveView(cfg, plan, tasks, store, done, code_version(), cache)
     except Exception as e:
         log.warning("MLflow is not updated while this sweep runs (%s: %s); it is filled in when the sweep ends",
                     type(e).__name__, str(e).splitlines()[0] if str(e) else "")

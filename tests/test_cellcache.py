@@ -167,3 +167,39 @@ def test_an_edited_metric_module_is_a_miss_even_under_the_same_code_version(tmp_
     finally:
         _REGISTRY.pop("cache_len", None)
         sys.modules.pop("cache_metric_mod", None)
+
+
+@pytest.mark.integration
+def test_cells_scored_while_the_sweep_runs_are_not_read_again_by_its_final_record(tmp_path, tiny_conf, monkeypatch):
+    """Live tracking scores each cell as its last shard lands; the shards written in this run enter the verified
+    index as they land, so the final record finds those cells in the cache: every shard is read once in all."""
+    from orchestrator import sweep
+    from orchestrator.execute import shutdown
+    from orchestrator.store import SweepStore
+    from tests.conftest import overrides_for
+
+    cfg = load(overrides_for(tmp_path, tiny_conf, "task=[add_2]", "prompt=[zero_shot,three_shot]",
+                             "tasks.add_2.n=12", "sweep.shard_size=4", "sweep.name=once", "backend.name=echo",
+                             "cluster.num_cpus=2", "tracking.live_interval=0"))
+    reads: list[str] = []
+    real = SweepStore.read_shards
+
+    def spy(self, ids, *args, **kw):
+        ids = list(ids)
+        reads.extend(ids)
+        return real(self, ids, *args, **kw)
+
+    monkeypatch.setattr(SweepStore, "read_shards", spy)
+    try:
+        result = sweep.run(cfg, progress=False)
+    finally:
+        shutdown()
+    shard_ids = sorted(s.id for s in result.plan.shards)
+    assert result.failed == {} and len(result.cells) == 4 and len(shard_ids) == 12
+    assert sorted(reads) == shard_ids  # each read once (by the live view), none by the record
+    store = SweepStore(str(tmp_path / "store"), "once")
+    assert sorted(VerifiedIndex.load(store).entries) == shard_ids  # as they landed: no footer to check next time
+    assert sorted(p.split("/")[-1] for p in store.fs.ls(f"{store._path}/{CELLS}")) == sorted(
+        f"{c.id}.json" for c in result.plan.cells)
+    fresh = score_cells(result.plan, store, prepare(cfg)[1], cfg.metrics)  # no cache: read and scored again
+    assert _as_json(fresh) == _as_json(result.cells)
