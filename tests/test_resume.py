@@ -88,9 +88,12 @@ def test_ctrl_c_stops_within_seconds_leaves_no_ray_process_and_resume_finishes(t
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     slow = {**env, "RAY_TMPDIR": str(ray_tmp), "ORCHESTRATOR_FAULTS": "delay@", "ORCHESTRATOR_FAULTS_DELAY": "0.5"}
     try:
+        # as a terminal starts it: Ctrl-C not ignored. A shell's background job (`bash .ci/run &`) ignores SIGINT
+        # and every process it starts inherits that (Python then installs no KeyboardInterrupt handler)
         driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", "-q", *overrides], env=slow,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  start_new_session=True)
+                                  start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         store = tmp_path / "store" / "ctrlc"
         deadline = time.monotonic() + 240
         while len(_shards(store)) < 3:
