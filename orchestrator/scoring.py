@@ -10,6 +10,7 @@ import importlib
 import logging
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.analysis.curves import CellResult
@@ -121,8 +122,8 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
         task = tasks[cell.task]
         key = cache.key(cell, ids, names, task) if cache is not None else None
         hit = cache.get(cell, key) if cache is not None else None
-        if hit is not None:
-            results.append(hit)
+        if hit is not None:  # the cache stores scores with sorted keys: give them back in metrics.names's order
+            results.append(replace(hit, scores={n: hit.scores[n] for n in names if n in hit.scores}))
             continue
         frame = store.read_shards(ids)
         _warn_old_records(frame, cell.label, list(metrics.names))

@@ -203,3 +203,6 @@ def test_cells_scored_while_the_sweep_runs_are_not_read_again_by_its_final_recor
         f"{c.id}.json" for c in result.plan.cells)
     fresh = score_cells(result.plan, store, prepare(cfg)[1], cfg.metrics)  # no cache: read and scored again
     assert _as_json(fresh) == _as_json(result.cells)
+    # served from the cache, a cell's metrics keep metrics.names's order (cells.csv's columns; CI caught sorted ones)
+    assert [list(c.scores) for c in result.cells] == [list(c.scores) for c in fresh]
+    assert list(result.cells[0].scores) == [n for n in cfg.metrics.names if n in result.cells[0].scores]
