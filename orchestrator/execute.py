@@ -467,6 +467,7 @@ class _Replica:
     reserved: int = 0  # the memory it reserved from Ray (CPU replicas): a model it switches to must fit in it
     since: float | None = None  # monotonic time its current model became ready (for timing.serving)
     fresh: bool = True  # a new process still starting (never ready, not handed a model): the one a handoff replaces
+    held: set[str] = field(default_factory=set)  # models it held before its current one: never loaded again by it
 
 
 @dataclass(frozen=True)
@@ -642,7 +643,8 @@ def execute(
         best, best_key = None, None
         for name in queues:
             p = placed.get(name)
-            if name == rep.model or p is None or waiting(name) == 0 or (p.num_cpus, p.num_gpus) != rep.shape:
+            if name == rep.model or name in rep.held or p is None or waiting(name) == 0 \
+                    or (p.num_cpus, p.num_gpus) != rep.shape:
                 continue
             if p.num_gpus == 0 and p.need_bytes > rep.reserved:
                 continue
@@ -670,6 +672,7 @@ def execute(
         log.info("a replica of %s goes on to %s%s", rep.model, name, " (in place of one still starting)"
                  if starting else "")
         served(rep)
+        rep.held.add(rep.model)
         rep.model, rep.state, rep.busy, rep.fresh = name, "loading", 0, False
         inflight[rep.actor.switch.remote(models[name])] = ("ready", rep.actor, None)
         report.handoffs += 1
