@@ -60,7 +60,7 @@ def scoring_source(names: list[str]) -> str:
     modules = set(_SCORING_MODULES)
     for name in names:
         m = get(name)
-        for fn in (m.fn, m.stats, m.reduce, m.chance_fn):
+        for fn in (m.fn, m.stats, m.reduce, m.groups, m.chance_fn):
             if fn is not None:
                 modules.add(fn.__module__)
     digest = hashlib.sha256()

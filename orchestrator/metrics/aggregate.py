@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.metrics.registry import Metric, MetricContext, as_records, get, valid_rows
+from orchestrator.metrics.registry import Metric, MetricContext, RecordChance, as_records, get, valid_rows
 
 # Upper bound on indices drawn at once (n_samples x n), to keep memory flat for big cells.
 _MAX_DRAWS = 4_000_000
@@ -170,27 +170,57 @@ def bootstrap_cell_metric(
     """
     recs = as_records(records)
     ctx = ctx or MetricContext()
-    rng = np.random.default_rng(seed)
     if m.stats is not None and m.reduce is not None:
-        rows = valid_rows(m.stats(recs, ctx))
-        n = len(rows)
-        if n == 0:
-            return math.nan, math.nan, math.nan, 0
-        point = float(m.reduce(rows))
-        if n == 1 or n_samples <= 0:
-            return point, point, point, n
-        boot = [m.reduce(rows[i]) for idx in _draws(rng, n, n_samples) for i in idx]
-    else:
-        usable = [r for r in recs if m.applies(r)]
-        n = len(usable)
-        if n == 0:
-            return math.nan, math.nan, math.nan, 0
-        point = m(usable, ctx)[0]
-        if n == 1 or n_samples <= 0 or math.isnan(point):
-            return point, point, point, n
-        boot = [m([usable[j] for j in i], ctx)[0] for idx in _draws(rng, n, n_samples) for i in idx]
+        return _bootstrap_stats(m, m.stats(recs, ctx), n_samples, seed, alpha)
+    rng = np.random.default_rng(seed)
+    usable = [r for r in recs if m.applies(r)]
+    n = len(usable)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    point = m(usable, ctx)[0]
+    if n == 1 or n_samples <= 0 or math.isnan(point):
+        return point, point, point, n
+    boot = [m([usable[j] for j in i], ctx)[0] for idx in _draws(rng, n, n_samples) for i in idx]
     value, lo, hi = _interval(point, np.asarray(boot, dtype=np.float64), alpha)
     return value, lo, hi, n
+
+
+def _bootstrap_stats(m: Metric, stats: np.ndarray, n_samples: int, seed: int,
+                     alpha: float) -> tuple[float, float, float, int]:
+    """A cell metric's (value, lo, hi, n) from its per-example `stats` rows (NaN rows left out), resampled."""
+    assert m.reduce is not None
+    rows = valid_rows(stats)
+    n = len(rows)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    point = float(m.reduce(rows))
+    if n == 1 or n_samples <= 0:
+        return point, point, point, n
+    rng = np.random.default_rng(seed)
+    boot = [m.reduce(rows[i]) for idx in _draws(rng, n, n_samples) for i in idx]
+    value, lo, hi = _interval(point, np.asarray(boot, dtype=np.float64), alpha)
+    return value, lo, hi, n
+
+
+def score_rows(m: Metric, rows: np.ndarray, ctx: MetricContext | None = None, n_samples: int = 1000,
+               seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float, int, str]:
+    """(mean, lo, hi, n, interval) of a poolable metric from its per-record rows (`Metric.rows`) over a cell.
+
+    The one place a cell's score is made from rows: the whole cell's records and the rows kept per shard
+    (stacked in the cell's shard order) go through it alike, so an incrementally scored cell gets exactly the
+    numbers of a cell scored from all its records."""
+    ctx = ctx or MetricContext()
+    if m.unit == "cell":
+        mean, lo, hi, n = _bootstrap_stats(m, rows, n_samples, seed, alpha)
+        return mean, lo, hi, n, "bootstrap"
+    if m.unit == "group":
+        assert m.groups is not None
+        values = np.asarray([float(v) for v in m.groups(valid_rows(rows), ctx)], dtype=np.float64)
+    else:
+        values = np.asarray(rows, dtype=np.float64).reshape(-1)
+    n = int((~np.isnan(values)).sum())
+    mean, lo, hi, method = mean_interval(values, n_samples, seed, alpha)
+    return mean, lo, hi, n, method
 
 
 def summarise(
@@ -214,6 +244,9 @@ def summarise(
     out: dict[str, CellScore] = {}
     for name in names:
         m = get(name)
+        if m.poolable:  # the same path as a cell pooled from its shards' rows (summarise_rows)
+            out[name] = _score(m, *score_rows(m, m.rows(recs, ctx), ctx, n_samples, seed, alpha), m.chance(recs))
+            continue
         method = "bootstrap"
         if m.unit == "cell":
             mean, lo, hi, n = bootstrap_cell_metric(m, recs, ctx, n_samples, seed, alpha)
@@ -221,16 +254,30 @@ def summarise(
             values = np.asarray(m(recs, ctx), dtype=np.float64)
             n = int((~np.isnan(values)).sum())
             mean, lo, hi, method = mean_interval(values, n_samples, seed, alpha)
-        out[name] = CellScore(
-            name=name,
-            mean=mean,
-            lo=lo,
-            hi=hi,
-            n=n,
-            chance=m.chance(recs),
-            kind=m.kind,
-            higher_is_better=m.higher_is_better,
-            unit=m.unit,
-            interval=method,
-        )
+        out[name] = _score(m, mean, lo, hi, n, method, m.chance(recs))
     return out
+
+
+def summarise_rows(
+    names: Sequence[str],
+    rows: Mapping[str, np.ndarray],
+    chance_rows: Mapping[str, np.ndarray | None],
+    ctx: MetricContext | None = None,
+    n_samples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, CellScore]:
+    """`summarise` of poolable metrics from their per-record rows over the cell (`Metric.rows`, `chance_rows`),
+    e.g. rows kept per shard and stacked in the cell's order: the same numbers as from the records."""
+    out: dict[str, CellScore] = {}
+    for name in names:
+        m = get(name)
+        c = chance_rows.get(name)
+        chance = RecordChance.pooled(c) if c is not None else None
+        out[name] = _score(m, *score_rows(m, rows[name], ctx, n_samples, seed, alpha), chance)
+    return out
+
+
+def _score(m: Metric, mean: float, lo: float, hi: float, n: int, method: str, chance: float | None) -> CellScore:
+    return CellScore(name=m.name, mean=mean, lo=lo, hi=hi, n=n, chance=chance, kind=m.kind,
+                     higher_is_better=m.higher_is_better, unit=m.unit, interval=method)

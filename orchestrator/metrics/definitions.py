@@ -42,8 +42,10 @@ from orchestrator.metrics.registry import (
     as_list,
     as_text,
     cell_metric,
+    group_metric,
     is_empty,
     metric,
+    record_chance,
 )
 from orchestrator.record import most_likely
 
@@ -129,9 +131,10 @@ def _exact(record: Mapping[str, Any], ctx: MetricContext) -> float:
     return 1.0 if _answer(record, ctx) in targets else 0.0
 
 
-def _free_form_chance(records: Records) -> float | None:
+@record_chance
+def _free_form_chance(record: Mapping[str, Any]) -> float:
     """Guessing a free-form string is right with probability ~0; undefined without a generated answer to a target."""
-    return 0.0 if any(not is_empty(r.get("targets")) and not is_empty(r.get("generated")) for r in records) else None
+    return 0.0 if not is_empty(record.get("targets")) and not is_empty(record.get("generated")) else NAN
 
 
 # --------------------------------------------------------------------------- multiple choice
@@ -190,24 +193,23 @@ def _correct_mask(scores: np.ndarray) -> np.ndarray:
     return (scores == top) & (top > 0)
 
 
-def _mc_records(records: Records) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [mc for mc in (_mc(r) for r in records) if mc is not None]
-
-
-def _mc_chance(records: Records) -> float | None:
+@record_chance
+def _mc_chance(record: Mapping[str, Any]) -> float:
     """Expected MC grade of a uniform random pick: mean of mean(target_scores) (BIG-bench json_task low_score)."""
-    mcs = _mc_records(records)
-    return float(np.mean([s.mean() for _, s in mcs])) if mcs else None
+    mc = _mc(record)
+    return NAN if mc is None else float(mc[1].mean())
 
 
-def _correct_prob_chance(records: Records) -> float | None:
-    mcs = _mc_records(records)
-    return float(np.mean([_correct_mask(s).mean() for _, s in mcs])) if mcs else None
+@record_chance
+def _correct_prob_chance(record: Mapping[str, Any]) -> float:
+    mc = _mc(record)
+    return NAN if mc is None else float(_correct_mask(mc[1]).mean())
 
 
-def _brier_chance(records: Records) -> float | None:
-    mcs = _mc_records(records)
-    return float(np.mean([_brier(np.full(len(s), 1.0 / len(s)), s) for _, s in mcs])) if mcs else None
+@record_chance
+def _brier_chance(record: Mapping[str, Any]) -> float:
+    mc = _mc(record)
+    return NAN if mc is None else _brier(np.full(len(mc[1]), 1.0 / len(mc[1])), mc[1])
 
 
 _MC_NEEDS = ("choice_logprobs", "choice_scores")
@@ -254,16 +256,22 @@ def multiple_choice_grade(records: Records, ctx: MetricContext) -> list[float]:
     return out
 
 
-@metric(
+def _subset_stats(records: Records, ctx: MetricContext) -> np.ndarray:
+    """Per example: (example_idx, exact match), NaN where there is no target to match."""
+    return np.array([(float(r.get("example_idx", i)), _exact(r, ctx)) for i, r in enumerate(records)],
+                    dtype=np.float64).reshape(len(records), 2)
+
+
+@group_metric(
     "subset_accuracy",
     kind="discontinuous",
     higher_is_better=True,
+    stats=_subset_stats,
     needs=("targets", "generated"),
-    unit="group",
     chance=_free_form_chance,
     best=1.0,
 )
-def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
+def subset_accuracy(rows: np.ndarray, ctx: MetricContext) -> list[float]:
     """K-of-K accuracy: 1 for a group only if all K of its examples are exact matches.
 
     Schaeffer et al. (2023, sec. 5) use this to induce "emergence" from a
@@ -278,9 +286,7 @@ def subset_accuracy(records: Records, ctx: MetricContext) -> list[float]:
     k = int(ctx.subset_k)
     if k < 1:
         raise ValueError(f"subset_k must be >= 1, got {k}")
-    scored = [(int(r.get("example_idx", i)), _exact(r, ctx)) for i, r in enumerate(records)]
-    scored = sorted((s for s in scored if not math.isnan(s[1])), key=lambda s: s[0])
-    hits = np.array([s[1] for s in scored], dtype=np.float64)
+    hits = rows[np.argsort(rows[:, 0], kind="stable"), 1] if len(rows) else np.zeros(0)  # by example id
     order = np.random.default_rng(ctx.seed).permutation(len(hits))
     n_groups = len(hits) // k
     groups = hits[order[: n_groups * k]].reshape(n_groups, k)

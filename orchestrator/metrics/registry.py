@@ -20,11 +20,21 @@ A metric's `unit` says what its scores are one per:
 - ``"group"``: one score per group of records (subset accuracy: K-of-K groups).
   Only the records whose `needs` are all present reach the metric, so a cell
   where nothing applies (e.g. nothing was generated) has no groups and no score.
+  Register one with `@group_metric` (per-record `stats`, then the groups from
+  the pooled rows) so that it can be scored from per-shard rows too.
 - ``"cell"``: one number for the whole cell (expected calibration error, BLEU).
   `per_example` is False for these. Register one with `@cell_metric`, giving a
   per-example `stats` function and decorating the reduction, so the bootstrap
   can resample the statistics instead of re-reading every record; the rows of
   records missing a field in `needs` are set to NaN (left out), as for the others.
+
+A per-example metric scores each record on its own: a record's score may not
+depend on the other records passed with it. That is what lets a cell be scored
+from rows kept per shard (`Metric.rows`, orchestrator.cellcache), so that a
+resume reads only the shards it added. A metric that needs the whole cell at
+once registers as `unit="group"` or a cell metric. Likewise a `chance` made with
+`record_chance` is the mean of a per-record value; any other `chance` function
+makes the metric's cells read every record again.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ MetricFn = Callable[[Sequence[Mapping[str, Any]], "MetricContext"], list[float]]
 StatsFn = Callable[[Sequence[Mapping[str, Any]], "MetricContext"], np.ndarray]
 ReduceFn = Callable[[np.ndarray], float]
 ChanceFn = Callable[[Sequence[Mapping[str, Any]]], "float | None"]
+GroupsFn = Callable[[np.ndarray, "MetricContext"], list[float]]
 
 _KINDS = ("discontinuous", "continuous")
 _UNITS = ("example", "group", "cell")
@@ -63,6 +74,33 @@ class MetricContext:
     seed: int = 0
 
 
+class RecordChance:
+    """A chance baseline that is the mean, over the records where it is defined, of one value per record (NaN:
+    undefined for that record; None when no record has one). Pooled from per-shard rows exactly as from the
+    whole cell, so a metric with one can be scored incrementally (`Metric.poolable`)."""
+
+    def __init__(self, per_record: Callable[[Mapping[str, Any]], float]):
+        self.per_record = per_record
+        self.__module__ = getattr(per_record, "__module__", __name__)  # the cache hashes the defining module
+
+    def rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return np.array([float(self.per_record(r)) for r in records], dtype=np.float64)
+
+    @staticmethod
+    def pooled(values: np.ndarray) -> float | None:
+        v = np.asarray(values, dtype=np.float64)
+        v = v[~np.isnan(v)]
+        return float(v.mean()) if v.size else None
+
+    def __call__(self, records: Sequence[Mapping[str, Any]]) -> float | None:
+        return self.pooled(self.rows(records))
+
+
+def record_chance(per_record: Callable[[Mapping[str, Any]], float]) -> RecordChance:
+    """A `chance` for `@metric`: the mean of `per_record(record)` over the records where it is not NaN."""
+    return RecordChance(per_record)
+
+
 @dataclass(frozen=True)
 class Metric:
     """A registered metric and what an analysis needs to read its numbers."""
@@ -76,6 +114,7 @@ class Metric:
     chance_fn: ChanceFn | None = None
     stats: StatsFn | None = None
     reduce: ReduceFn | None = None
+    groups: GroupsFn | None = None  # a group metric with `stats`: its group scores from the pooled valid rows
     description: str = ""
     best: float | None = None  # the perfect score: the `high` of BIG-bench's normalised score (None: unbounded)
 
@@ -87,6 +126,38 @@ class Metric:
     def applies(self, record: Mapping[str, Any]) -> bool:
         """Whether every field in `needs` is present and non-empty in `record`."""
         return all(not is_empty(record.get(field)) for field in self.needs)
+
+    @property
+    def poolable(self) -> bool:
+        """Whether a cell's score can be rebuilt from rows computed shard by shard (`rows`, `chance_rows`):
+        per-example metrics, and group and cell metrics registered with per-record `stats`; with no chance or a
+        `record_chance` one."""
+        chance_ok = self.chance_fn is None or isinstance(self.chance_fn, RecordChance)
+        if self.unit == "example":
+            return chance_ok
+        if self.unit == "group":
+            return chance_ok and self.stats is not None and self.groups is not None
+        return chance_ok and self.stats is not None and self.reduce is not None
+
+    def rows(self, records: Sequence[Mapping[str, Any]], ctx: MetricContext | None = None) -> np.ndarray:
+        """One row per record (len(records) x k), NaN where the record does not count: the per-example score, or
+        the `stats` row of a group or cell metric. Rows of a cell's shards, stacked in the cell's order, give
+        what the whole cell gives (`aggregate.score_rows`). Only for a `poolable` metric."""
+        if not self.poolable:
+            raise ValueError(f"metric {self.name!r} needs the whole cell at once; it has no per-record rows")
+        recs = as_records(records)
+        ctx = ctx or MetricContext()
+        if self.unit == "example":
+            return np.asarray(self(recs, ctx), dtype=np.float64).reshape(len(recs), 1)
+        assert self.stats is not None
+        rows = np.asarray(self.stats(recs, ctx), dtype=np.float64)  # `stats` is masked: 2-D, a row per record
+        return rows if rows.ndim == 2 else rows.reshape(len(recs), -1 if len(recs) else 1)
+
+    def chance_rows(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+        """The per-record values a `record_chance` baseline is the mean of; None without one."""
+        if not isinstance(self.chance_fn, RecordChance):
+            return None
+        return self.chance_fn.rows(as_records(records))
 
     def chance(self, records: Sequence[Mapping[str, Any]] | Any) -> float | None:
         """The random-chance score on these records, or None where chance is undefined."""
@@ -187,18 +258,7 @@ def cell_metric(
     called on zero rows (the metric is NaN then). Splitting it this way lets
     the bootstrap resample rows cheaply.
     """
-    required = tuple(needs)
-
-    def masked(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> np.ndarray:
-        rows = np.array(stats(records, ctx), dtype=np.float64)
-        if rows.ndim == 1:
-            rows = rows[:, None]
-        if len(rows) != len(records):
-            raise ValueError(f"cell metric {name!r}: stats gave {len(rows)} rows for {len(records)} records")
-        for i, r in enumerate(records):
-            if any(is_empty(r.get(f)) for f in required):
-                rows[i] = np.nan
-        return rows
+    masked = _masked(name, stats, tuple(needs))
 
     def register(reduce: ReduceFn) -> ReduceFn:
         _check(name, kind, "cell", replace)
@@ -223,6 +283,66 @@ def cell_metric(
         return reduce
 
     return register
+
+
+def group_metric(
+    name: str,
+    *,
+    kind: Kind,
+    higher_is_better: bool,
+    stats: StatsFn,
+    needs: Sequence[str] = (),
+    chance: ChanceFn | None = None,
+    best: float | None = None,
+    replace: bool = False,
+) -> Callable[[GroupsFn], GroupsFn]:
+    """Register a group metric as `groups(valid rows of stats(records, ctx), ctx) -> one score per group`.
+
+    `stats` gives one row per record, as for `cell_metric` (NaN rows, and the rows of records missing a field in
+    `needs`, are dropped); `groups` forms the groups from the pooled rows of the cell. Split this way, a cell can
+    be scored from rows kept per shard.
+    """
+    masked = _masked(name, stats, tuple(needs))
+
+    def register(groups: GroupsFn) -> GroupsFn:
+        _check(name, kind, "group", replace)
+
+        def fn(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> list[float]:
+            return [float(v) for v in groups(valid_rows(masked(records, ctx)), ctx)]
+
+        _REGISTRY[name] = Metric(
+            name=name,
+            fn=fn,
+            kind=kind,
+            higher_is_better=higher_is_better,
+            needs=tuple(needs),
+            unit="group",
+            chance_fn=chance,
+            stats=masked,
+            groups=groups,
+            description=_first_line(groups.__doc__),
+            best=best,
+        )
+        return groups
+
+    return register
+
+
+def _masked(name: str, stats: StatsFn, required: tuple[str, ...]) -> StatsFn:
+    """`stats` as a 2-D array with one row per record, NaN for a record missing a field in `required`."""
+
+    def masked(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> np.ndarray:
+        rows = np.array(stats(records, ctx), dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[:, None]
+        if len(rows) != len(records):
+            raise ValueError(f"metric {name!r}: stats gave {len(rows)} rows for {len(records)} records")
+        for i, r in enumerate(records):
+            if any(is_empty(r.get(f)) for f in required):
+                rows[i] = np.nan
+        return rows
+
+    return masked
 
 
 def get(name: str) -> Metric:
