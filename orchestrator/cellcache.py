@@ -3,6 +3,8 @@
     {sweep_id}/cache/verified.json          shard id -> [file name, size, rows checksum] of files whose footer
                                             was checked (store.SweepStore.verify)
     {sweep_id}/cache/cells/{cell_id}.json   the cell's scores (a CellResult) and the key they were made under
+    {sweep_id}/cache/parts/{cell_id}.npz    its shards' partials (orchestrator.partials): per metric one row per
+                                            record, and each shard's counts, by shard id and rows checksum
 
 A rerun of a finished sweep otherwise reads every shard's footer (verify) and every shard's rows, and
 recomputes every bootstrap: minutes at 100,000 shards for nothing. With these, a file is trusted when the
@@ -12,7 +14,12 @@ when its key is unchanged: the cell, its shards' ids and rows checksums, the met
 that turns records into scores (`scoring_source`: the metric library, scoring and
 score normalisation, and the module that defines each metric asked for, a user's own included), so an
 edited metric is never served from the cache, even in an uncommitted tree or a Ray job's copy without git.
-A resume that adds one shard re-reads and re-scores that shard's cell only. A shard written in this run enters
+A resume that adds one shard to a cell reads that shard only: the cell's other shards give their partials
+(kept when the cell was last scored, or, for a cell a run left incomplete, when that run recorded), and the
+cell's bootstrap is made again from the pooled rows (exactly the numbers scoring every record gives). A
+metric that needs the whole cell at once (`Metric.poolable` false: a user's group or cell metric without
+per-record `stats`, or a `chance` that is not a `record_chance`) makes its cells read every shard, as before.
+A shard written in this run enters
 the index as it lands (`VerifiedIndex.landed`, from `SweepStore.written`), so the cells the live view scores
 while the sweep runs are cache hits for the sweep's final record.
 
@@ -25,14 +32,19 @@ always safe: the next run checks and scores everything again and writes it back.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
+import numpy as np
+
 from orchestrator.analysis.curves import CellResult
 from orchestrator.config import MetricsConfig
+from orchestrator.metrics import MetricContext
+from orchestrator.partials import ShardPartial
 from orchestrator.plan import Cell
 from orchestrator.store import SweepStore
 from orchestrator.tasks.task import Task
@@ -41,6 +53,7 @@ log = logging.getLogger(__name__)
 
 INDEX = "cache/verified.json"
 CELLS = "cache/cells"
+PARTS = "cache/parts"
 VERSION = 1  # bump when what a key covers or how a CellResult is stored changes
 
 
@@ -201,3 +214,82 @@ class CellCache:
             return
         body: dict[str, Any] = {"key": key, "result": asdict(result)}
         self.store.write_bytes(f"{CELLS}/{cell.id}.json", json.dumps(body, sort_keys=True).encode())
+
+    # -- shard partials ------------------------------------------------------------------------------------
+    def _parts_key(self, names: list[str], ctx: MetricContext) -> str:
+        """What a shard's partial depends on besides its rows: the scoring code, the metrics asked (in order)
+        and the context they are computed in; not the bootstrap, which is made from them each time."""
+        payload = {"version": VERSION, "modules": self.settings["modules"], "source": self.settings["source"],
+                   "names": list(names), "output_regex": ctx.output_regex, "subset_k": ctx.subset_k,
+                   "seed": ctx.seed}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def parts(self, cell: Cell, names: list[str], ctx: MetricContext) -> dict[str, ShardPartial]:
+        """The kept partials of `cell`'s shards still current: made under the same key, for a shard whose file
+        has the rows checksum it had then. {} when there are none (or the file is unreadable: a cache)."""
+        if not self.settings["source"]:
+            return {}
+        name = f"{PARTS}/{cell.id}.npz"
+        try:
+            blob = self.store.read_bytes(name)
+        except FileNotFoundError:
+            return {}
+        except Exception as e:  # noqa: BLE001 - a cache: anything wrong means "read the shards"
+            log.warning("ignoring %s (%s)", name, type(e).__name__)
+            return {}
+        try:
+            return _decode(blob, self._parts_key(names, ctx), names, self.checksums)
+        except Exception as e:  # noqa: BLE001
+            log.warning("ignoring %s (%s: %s)", name, type(e).__name__, e)
+            return {}
+
+    def put_parts(self, cell: Cell, names: list[str], ctx: MetricContext, parts: dict[str, ShardPartial],
+                  order: list[str]) -> None:
+        """Keep the partials of `order`'s shards (the cell's, in plan order) that have a trusted checksum."""
+        if not self.settings["source"]:
+            return
+        keep = [sid for sid in order if sid in parts and self.checksums.get(sid)]
+        if not keep:
+            return
+        try:
+            blob = _encode(self._parts_key(names, ctx), names, [(sid, self.checksums[sid], parts[sid]) for sid in keep])
+        except ValueError as e:  # rows of one metric of different widths: not kept, the shards are read next time
+            log.warning("cell %s: shard partials not kept (%s)", cell.id, e)
+            return
+        self.store.write_bytes(f"{PARTS}/{cell.id}.npz", blob)
+
+
+def _encode(key: str, names: list[str], shards: list[tuple[str, str, ShardPartial]]) -> bytes:
+    """One .npz: a JSON header (key, metric names, each shard's id, checksum and counts) and per metric its
+    rows (and per-record chance) over the shards in the header's order."""
+    header = {"key": key, "names": list(names),
+              "shards": [[sid, csum, p.n, p.shots_dropped, p.truncated, list(p.nodes), p.seconds, p.gpus, p.old]
+                         for sid, csum, p in shards],
+              "chance": [n for n in names if all(n in p.chance for _, _, p in shards if p.n)]}
+    arrays: dict[str, np.ndarray] = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    for i, n in enumerate(names):
+        got = [p.rows[n] for _, _, p in shards if len(p.rows[n])]
+        arrays[f"r{i}"] = np.vstack(got) if got else np.zeros((0, 1))
+        if n in header["chance"]:
+            arrays[f"c{i}"] = np.concatenate([np.zeros(0)] + [p.chance[n] for _, _, p in shards if p.n])
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _decode(blob: bytes, key: str, names: list[str], checksums: dict[str, str]) -> dict[str, ShardPartial]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        header = json.loads(z["header"].tobytes().decode())
+        if header.get("key") != key or header.get("names") != list(names):
+            return {}
+        rows = {n: z[f"r{i}"] for i, n in enumerate(names)}
+        chance = {n: z[f"c{i}"] for i, n in enumerate(names) if n in header["chance"]}
+    out, at = {}, 0
+    for sid, csum, n, shots, trunc, nodes, seconds, gpus, old in header["shards"]:
+        if csum and checksums.get(sid) == csum:
+            out[sid] = ShardPartial(n=n, shots_dropped=shots, truncated=trunc, nodes=tuple(nodes), seconds=seconds,
+                                    gpus=gpus, old=old,
+                                    rows={m: r[at:at + n] if n else np.zeros((0, 1)) for m, r in rows.items()},
+                                    chance={m: c[at:at + n] for m, c in chance.items()} if n else {})
+        at += n
+    return out

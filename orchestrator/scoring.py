@@ -13,12 +13,15 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
 from orchestrator.config import MetricsConfig
 from orchestrator.metrics import MetricContext, get, summarise
+from orchestrator.partials import counts, partials, pooled_scores
 from orchestrator.passes import ALL, FIELDS, describe, of_fields
-from orchestrator.plan import Plan
+from orchestrator.plan import Cell, Plan
 from orchestrator.store import SweepStore
 from orchestrator.tasks.task import Task
 
@@ -125,36 +128,8 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
         if hit is not None:  # the cache stores scores with sorted keys: give them back in metrics.names's order
             results.append(replace(hit, scores={n: hit.scores[n] for n in names if n in hit.scores}))
             continue
-        frame = store.read_shards(ids)
-        _warn_old_records(frame, cell.label, list(metrics.names))
-        records = frame.to_dict("records")
         ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
-        summary = summarise(names, records, ctx, metrics.bootstrap_samples, metrics.bootstrap_seed)
-        scores = {}
-        for name, s in summary.items():
-            if s.n == 0 or not math.isfinite(s.mean):
-                continue  # metric does not apply to this task/prompt (e.g. Brier without options)
-            best = get(name).best
-            scores[name] = {"mean": s.mean, "lo": s.lo, "hi": s.hi, "n": float(s.n), "chance": s.chance,
-                            "best": best, "normalized": bigbench_normalized(s.mean, s.chance, best)}
-        results.append(
-            CellResult(
-                cell_id=cell.id,
-                model=cell.model.name,
-                params=cell.model.params,
-                task=cell.task,
-                prompt=cell.prompt.name,
-                n_examples=len(records),
-                shots_dropped=int(frame["shots_dropped"].gt(0).sum()) if "shots_dropped" in frame else 0,
-                truncated=int(frame["truncated"].fillna(False).astype(bool).sum()) if "truncated" in frame else 0,
-                nodes=_nodes(frame),
-                **_seconds(frame),
-                scores=scores,
-                non_embedding_params=cell.model.non_embedding_params,
-                train_flops=cell.model.train_flops,
-                train_step=cell.model.train_step,
-            )
-        )
+        results.append(_score_cell(cell, ids, names, ctx, store, metrics, cache))
         if cache is not None:
             cache.put(cell, key, results[-1])
     for n, k in sorted(lacking.items()):
@@ -162,6 +137,78 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
                     "it); `orchestrator run` with %s in metrics.names computes it", n, k,
                     describe(metric_passes(n)), n)
     return results
+
+
+def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext, store: SweepStore,
+                metrics: MetricsConfig, cache: CellCache | None) -> CellResult:
+    """One complete cell's scores. Poolable metrics are made from its shards' partials (orchestrator.partials):
+    those `cache` kept, for shards unchanged since, and those of the shards read now, so a resume that added a
+    shard reads that shard only. A metric that needs the whole cell at once makes every shard be read."""
+    pooled = [n for n in names if get(n).poolable]
+    whole = [n for n in names if n not in pooled]
+    kept = cache.parts(cell, pooled, ctx) if cache is not None and not whole else {}
+    todo = [sid for sid in ids if sid not in kept]
+    frame = store.read_shards(todo) if todo else pd.DataFrame()
+    fresh = partials(frame, todo, pooled, ctx)
+    if len(fresh) < len(todo):  # records without shard ids (an old store): the cell as one piece, nothing kept
+        if kept:
+            frame = store.read_shards(ids)
+        parts = list(partials(frame.assign(shard_id="*"), ["*"], pooled, ctx).values())
+    else:
+        parts = [kept[sid] if sid in kept else fresh[sid] for sid in ids]
+        if cache is not None and not whole and todo:
+            cache.put_parts(cell, pooled, ctx, {**kept, **fresh}, ids)
+    old = sum(p.old for p in parts)
+    if old:
+        _warn_old_records(old, cell.label, list(metrics.names))
+    summary = pooled_scores(parts, pooled, ctx, metrics.bootstrap_samples, metrics.bootstrap_seed)
+    if whole:
+        summary.update(summarise(whole, frame.to_dict("records"), ctx, metrics.bootstrap_samples,
+                                 metrics.bootstrap_seed))
+    scores = {}
+    for name in names:
+        s = summary[name]
+        if s.n == 0 or not math.isfinite(s.mean):
+            continue  # metric does not apply to this task/prompt (e.g. Brier without options)
+        best = get(name).best
+        scores[name] = {"mean": s.mean, "lo": s.lo, "hi": s.hi, "n": float(s.n), "chance": s.chance,
+                        "best": best, "normalized": bigbench_normalized(s.mean, s.chance, best)}
+    m = cell.model
+    return CellResult(cell_id=cell.id, model=m.name, params=m.params, task=cell.task, prompt=cell.prompt.name,
+                      scores=scores, non_embedding_params=m.non_embedding_params, train_flops=m.train_flops,
+                      train_step=m.train_step, **counts(parts))
+
+
+def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig,
+                  done: dict[str, frozenset[str]], cache: CellCache) -> int:
+    """Keep the partials of the finished shards of incomplete cells (a run that ended with failed shards), so
+    that the resume that completes them reads only the shards it adds. Returns the shards read. A cache: a
+    shard that cannot be read here is left to the scoring that needs it."""
+    read = 0
+    for cell in plan.cells:
+        ids = [s.id for s in plan.shards_of(cell.id)]
+        have = [sid for sid in ids if sid in done and cache.checksums.get(sid)]
+        if not have or all(sid in done for sid in ids):
+            continue
+        held = frozenset.intersection(*(done[sid] for sid in have))
+        names = [n for n in metrics.names if metric_passes(n) <= held]
+        if not names or not all(get(n).poolable for n in names):
+            continue
+        task = tasks[cell.task]
+        ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
+        kept = cache.parts(cell, names, ctx)
+        todo = [sid for sid in have if sid not in kept]
+        if not todo:
+            continue
+        try:
+            fresh = partials(store.read_shards(todo), todo, names, ctx)
+            if len(fresh) == len(todo):
+                cache.put_parts(cell, names, ctx, {**kept, **fresh}, ids)
+                read += len(todo)
+        except Exception as e:  # noqa: BLE001 - a damaged shard is quarantined and runs again on the resume
+            log.warning("cell %s: partials of its finished shards not kept (%s: %s)", cell.label,
+                        type(e).__name__, e)
+    return read
 
 
 def metric_passes(name: str) -> frozenset[str]:
@@ -196,32 +243,13 @@ def check_passes_held(names: list[str], plan: Plan, store: SweepStore) -> None:
                 "again with that pass), or leave it out of this rescore")
 
 
-def _nodes(frame: Any) -> int | None:
-    """Distinct nodes that ran a cell, from its rows' Provenance; None for a store written before it."""
-    if "node" not in frame or frame["node"].isna().all():
-        return None
-    return int(frame["node"].dropna().nunique())
-
-
-def _seconds(frame: Any) -> dict[str, float]:
-    """The cell's inference seconds and GPU-seconds, one value per shard (every row of a shard repeats it)."""
-    if "shard_seconds" not in frame or frame["shard_seconds"].isna().all():
-        return {}
-    per_shard = frame.drop_duplicates("shard_id") if "shard_id" in frame else frame.iloc[:1]
-    seconds = per_shard["shard_seconds"].fillna(0.0).astype(float)
-    gpus = per_shard["gpus"].fillna(0.0).astype(float) if "gpus" in per_shard else 0.0 * seconds
-    return {"shard_seconds": float(seconds.sum()), "gpu_seconds": float((seconds * gpus).sum())}
-
-
-def _warn_old_records(frame: Any, label: str, names: list[str]) -> None:
+def _warn_old_records(old: int, label: str, names: list[str]) -> None:
     """Say which metrics records from an older store cannot give, and how to get them."""
     affected = [n for n in names if n in _NEED_VERSION_2]
-    if not affected or frame.empty:
+    if not affected or not old:
         return
-    old = int(frame["record_version"].isna().sum()) if "record_version" in frame else len(frame)
-    if old:
-        log.warning(
-            "cell %s: %d records were written before record version 2 (no answer/target token ids, no "
-            "truncation flags): token_edit_distance is NaN for them, target_token_prob for those with several "
-            "targets (%s requested); rerun the cell (delete its shards, then `orchestrator run`) to get them",
-            label, old, ", ".join(affected))
+    log.warning(
+        "cell %s: %d records were written before record version 2 (no answer/target token ids, no "
+        "truncation flags): token_edit_distance is NaN for them, target_token_prob for those with several "
+        "targets (%s requested); rerun the cell (delete its shards, then `orchestrator run`) to get them",
+        label, old, ", ".join(affected))

@@ -419,6 +419,10 @@ class SweepStore:
         with self.fs.open(f"{self._path}/{name}", "rt") as f:
             return f.read()
 
+    def read_bytes(self, name: str) -> bytes:
+        with self.fs.open(f"{self._path}/{name}", "rb") as f:
+            return f.read()
+
     def has(self, name: str) -> bool:
         self.fs.invalidate_cache(f"{self._path}/{name}")
         return self.fs.exists(f"{self._path}/{name}")

@@ -32,6 +32,7 @@ from orchestrator.scoring import (
     check_metric_names,
     check_metrics_apply,
     check_passes_held,
+    keep_partials,
     metric_info,
     score_cells,
 )
@@ -468,6 +469,8 @@ def record(cfg: SweepConfig, plan: Plan, tasks: dict[str, Task], store: SweepSto
     # unchanged cells are not read or bootstrapped again (orchestrator.cellcache)
     cache = CellCache(store, cfg.metrics, {sid: size for sid, (size, _) in listed.items()})
     cells = score_cells(plan, store, tasks, cfg.metrics, done=done, cache=cache)
+    if len(cells) < len(plan.cells):  # the finished shards of incomplete cells: their resume reads only what it adds
+        keep_partials(plan, store, tasks, cfg.metrics, done, cache)
     partial = incomplete_cells(plan, done, {**failure_reasons(store.failures()), **(failed or {})})
     lap("score")
     info = metric_info(list(cfg.metrics.names))
