@@ -229,3 +229,42 @@ def test_a_sweep_whose_shard_failed_is_resumed_reading_only_that_shard(tmp_path,
     assert reads == [bad.id]
     store = SweepStore(str(tmp_path / "store"), "heal")
     assert _as_json(second.cells) == _as_json(score_cells(second.plan, store, prepare(load(args))[1], cfg.metrics))
+
+
+def test_a_users_group_metric_and_record_chance_pool_like_the_built_ins(tmp_path, monkeypatch):
+    """README's recipe: @group_metric (per-record stats, groups from the pooled rows) with a record_chance baseline
+    is poolable, so a resume reads only the shard it adds, and the numbers equal scoring every record."""
+    import numpy as np
+
+    from orchestrator.metrics import group_metric, record_chance
+    from orchestrator.metrics.registry import _REGISTRY
+
+    def stats(records, ctx):
+        return [(float(r["example_idx"]), float(len(r["answer"]))) for r in records]
+
+    @group_metric("pair_longer", kind="continuous", higher_is_better=True, stats=stats, needs=("generated",),
+                  chance=record_chance(lambda r: 1.0 / (1 + len(r["targets"]))), replace=True)
+    def pair_longer(rows, ctx):
+        """Pairs of consecutive examples (by id): 1 when the second answer is longer."""
+        rows = rows[np.argsort(rows[:, 0], kind="stable")]
+        return [float(b > a) for a, b in zip(rows[0::2, 1], rows[1::2, 1], strict=False)]
+
+    try:
+        assert get("pair_longer").poolable
+        cfg, plan, tasks, store, backend = _sweep(tmp_path, "metrics.names=[exact_match,pair_longer]")
+        _verify(plan, store)
+        score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
+        cell = next(c for c in plan.cells if c.prompt.name == "zero_shot")
+        victim = plan.shards_of(cell.id)[1]
+        store.fs.rm(f"{store._path}/shards/{victim.id}.parquet")
+        _verify(plan, store)
+        store.write_shard(victim.id, _rows(backend, tasks, cell, victim, seed=4242))
+        _verify(plan, store)
+        reads = _reads(monkeypatch, store)
+        got = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
+        assert reads == [victim.id]
+        zero_shot = next(c for c in got if c.prompt == "zero_shot")
+        assert zero_shot.scores["pair_longer"]["n"] == 20 and zero_shot.scores["pair_longer"]["chance"] == 0.5
+        assert _as_json(got) == _as_json(score_cells(plan, store, tasks, cfg.metrics))
+    finally:
+        _REGISTRY.pop("pair_longer", None)

@@ -24,7 +24,9 @@ from orchestrator.metrics.registry import (
     chance,
     compute,
     get,
+    group_metric,
     metric,
+    record_chance,
 )
 
 __all__ = [
@@ -41,9 +43,11 @@ __all__ = [
     "compute",
     "extract_answer",
     "get",
+    "group_metric",
     "levenshtein",
     "metric",
     "normalize_answer",
     "option_probs",
+    "record_chance",
     "summarise",
 ]
