@@ -239,7 +239,12 @@ def test_a_store_written_before_answer_tokens_still_scores_and_says_what_is_miss
     assert M.compute("target_logprob", recs) == [-0.5]
     assert M.compute("target_token_prob", recs) == [pytest.approx(math.exp(-0.25))]  # one target: still right
     assert math.isnan(M.compute("token_edit_distance", recs)[0])  # not the old off-by-one number
+    from orchestrator.metrics import MetricContext
+    from orchestrator.partials import partials
+
+    n_old = partials(old, ["s"], ["exact_match"], MetricContext())["s"].old  # no record_version column: all old
+    assert n_old == 1
     with caplog.at_level(logging.WARNING):
-        _warn_old_records(old, "tiny/add/zero_shot", ["exact_match", "token_edit_distance"])
+        _warn_old_records(n_old, "tiny/add/zero_shot", ["exact_match", "token_edit_distance"])
     assert "before record version 2" in caplog.text and "token_edit_distance" in caplog.text
     assert "rerun the cell" in caplog.text
