@@ -100,7 +100,8 @@ def score_cells(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: 
     """Scores of every cell (or of `cell_ids`) whose shards are all in the store (others are left out).
 
     With `cache` (orchestrator.cellcache), a cell whose shards, metrics and settings are unchanged since it
-    was last scored is taken from the store's cache, reading no shard; others are scored and cached.
+    was last scored is taken from the store's cache, reading no shard; others are scored from their shards'
+    partials (orchestrator.partials), reading only the shards with none kept, and cached.
 
     `done` is the store's finished shard ids (or `store.shard_passes()`) when the caller already listed them.
     A metric is scored in a cell only where every shard of the cell holds the passes it needs
