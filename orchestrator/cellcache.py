@@ -59,7 +59,8 @@ VERSION = 1  # bump when what a key covers or how a CellResult is stored changes
 
 # the package's modules that turn records into a CellResult, besides each metric's own module
 _SCORING_MODULES = ("orchestrator.metrics.registry", "orchestrator.metrics.aggregate", "orchestrator.scoring",
-                    "orchestrator.analysis.scores", "orchestrator.analysis.curves", "orchestrator.record")
+                    "orchestrator.analysis.scores", "orchestrator.analysis.curves", "orchestrator.record",
+                    "orchestrator.partials")
 
 
 def scoring_source(names: list[str]) -> str:
