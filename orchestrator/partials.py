@@ -75,6 +75,32 @@ def _empty(names: Sequence[str]) -> ShardPartial:
     return ShardPartial(0, rows={n: np.zeros((0, 1)) for n in names})
 
 
+def not_per_record(frame: Any, names: Sequence[str], ctx: MetricContext) -> list[str]:
+    """Of `names`, the metrics defined outside orchestrator whose rows for the first half of `frame`'s records
+    change when that half is scored without the rest: their score of a record depends on the other records, so
+    rows kept per shard must not be pooled for them. The built-in metrics score each record alone (tested)."""
+    if len(frame) < 2:
+        return []
+    user = [n for n in names if not _defined_in_orchestrator(n)]
+    if not user:
+        return []
+    records = frame.to_dict("records")
+    half = len(records) // 2
+    bad = []
+    for n in user:
+        m = get(n)
+        whole, alone = m.rows(records, ctx), m.rows(records[:half], ctx)
+        if whole.shape[1] != alone.shape[1] or not np.array_equal(whole[:half], alone, equal_nan=True):
+            bad.append(n)
+    return bad
+
+
+def _defined_in_orchestrator(name: str) -> bool:
+    m = get(name)
+    fn = {"example": m.fn, "group": m.groups, "cell": m.reduce}[m.unit]
+    return getattr(fn, "__module__", "").startswith("orchestrator.")
+
+
 def stack(parts: Sequence[ShardPartial], name: str) -> np.ndarray:
     """A metric's rows over the cell: its shards' rows in the cell's order (shards with no rows left out)."""
     got = [p.rows[name] for p in parts if len(p.rows[name])]

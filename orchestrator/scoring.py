@@ -19,7 +19,7 @@ from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
 from orchestrator.config import MetricsConfig
 from orchestrator.metrics import MetricContext, get, summarise
-from orchestrator.partials import counts, partials, pooled_scores
+from orchestrator.partials import counts, not_per_record, partials, pooled_scores
 from orchestrator.passes import ALL, FIELDS, describe, of_fields
 from orchestrator.plan import Cell, Plan
 from orchestrator.store import SweepStore
@@ -145,11 +145,13 @@ def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext
     """One complete cell's scores. Poolable metrics are made from its shards' partials (orchestrator.partials):
     those `cache` kept, for shards unchanged since, and those of the shards read now, so a resume that added a
     shard reads that shard only. A metric that needs the whole cell at once makes every shard be read."""
-    pooled = [n for n in names if get(n).poolable]
+    pooled = [n for n in names if _poolable(n)]
     whole = [n for n in names if n not in pooled]
     kept = cache.parts(cell, pooled, ctx) if cache is not None and not whole else {}
     todo = [sid for sid in ids if sid not in kept]
     frame = store.read_shards(todo) if todo else pd.DataFrame()
+    if _whole_cell(not_per_record(frame, pooled, ctx)):  # a user's metric that is not per record: read it all
+        return _score_cell(cell, ids, names, ctx, store, metrics, cache)
     fresh = partials(frame, todo, pooled, ctx)
     if len(fresh) < len(todo):  # records without shard ids (an old store): the cell as one piece, nothing kept
         if kept:
@@ -180,6 +182,26 @@ def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext
                       train_step=m.train_step, **counts(parts))
 
 
+_WHOLE_CELL: set[str] = set()  # metrics found to score a record from the others too: scored from whole cells
+
+
+def _poolable(name: str) -> bool:
+    return get(name).poolable and name not in _WHOLE_CELL
+
+
+def _whole_cell(names: list[str]) -> bool:
+    """Mark `names` (metrics whose score of a record depends on the other records) to be scored from whole cells
+    from now on, saying so once; True when there were any."""
+    new = [n for n in names if n not in _WHOLE_CELL]
+    for n in new:
+        log.warning("metric %s scores a record differently when other records are passed with it, so its cells "
+                    "are scored from all their records (every shard read) rather than pooled per shard; a "
+                    "per-example metric should score each record on its own, and one that needs the whole cell "
+                    "can be registered with @group_metric or @cell_metric", n)
+    _WHOLE_CELL.update(names)
+    return bool(names)
+
+
 def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig,
                   done: dict[str, frozenset[str]], cache: CellCache) -> int:
     """Keep the partials of the finished shards of incomplete cells (a run that ended with failed shards), so
@@ -193,7 +215,7 @@ def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics
             continue
         held = frozenset.intersection(*(done[sid] for sid in have))
         names = [n for n in metrics.names if metric_passes(n) <= held]
-        if not names or not all(get(n).poolable for n in names):
+        if not names or not all(_poolable(n) for n in names):
             continue
         task = tasks[cell.task]
         ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
@@ -202,7 +224,10 @@ def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics
         if not todo:
             continue
         try:
-            fresh = partials(store.read_shards(todo), todo, names, ctx)
+            frame = store.read_shards(todo)
+            if _whole_cell(not_per_record(frame, names, ctx)):
+                continue
+            fresh = partials(frame, todo, names, ctx)
             if len(fresh) == len(todo):
                 cache.put_parts(cell, names, ctx, {**kept, **fresh}, ids)
                 read += len(todo)

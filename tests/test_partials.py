@@ -268,3 +268,43 @@ def test_a_users_group_metric_and_record_chance_pool_like_the_built_ins(tmp_path
         assert _as_json(got) == _as_json(score_cells(plan, store, tasks, cfg.metrics))
     finally:
         _REGISTRY.pop("pair_longer", None)
+
+
+def test_a_per_example_metric_that_reads_other_records_is_caught_and_scored_from_whole_cells(tmp_path, monkeypatch,
+                                                                                               caplog):
+    """A user's per-example metric that breaks the contract (its score of a record depends on the others: here
+    the answer's length minus the cell's mean) would give wrong numbers if pooled per shard. It is found on the
+    records read, said once, and its cells are then read whole: the same numbers as scoring every record."""
+    import logging
+
+    from orchestrator.metrics import metric
+    from orchestrator.metrics.registry import _REGISTRY
+    from orchestrator.scoring import _WHOLE_CELL
+
+    @metric("centred_len", kind="continuous", higher_is_better=True, needs=("generated",), replace=True)
+    def centred_len(records, ctx):
+        lengths = [float(len(r["answer"])) for r in records]
+        mean = sum(lengths) / max(1, len(lengths))
+        return [x - mean for x in lengths]
+
+    try:
+        cfg, plan, tasks, store, backend = _sweep(tmp_path, "metrics.names=[exact_match,centred_len]")
+        _verify(plan, store)
+        with caplog.at_level(logging.WARNING):
+            first = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
+        assert "centred_len scores a record differently" in caplog.text and "centred_len" in _WHOLE_CELL
+        cell = next(c for c in plan.cells if c.prompt.name == "zero_shot")  # mc generates nothing: NaN rows only
+        assert not store.has(f"{PARTS}/{cell.id}.npz")  # nothing kept for it
+        assert _as_json(first) == _as_json(score_cells(plan, store, tasks, cfg.metrics))
+        victim = plan.shards_of(cell.id)[0]
+        store.fs.rm(f"{store._path}/shards/{victim.id}.parquet")
+        _verify(plan, store)
+        store.write_shard(victim.id, _rows(backend, tasks, cell, victim, seed=99))
+        _verify(plan, store)
+        reads = _reads(monkeypatch, store)
+        got = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
+        assert sorted(reads) == sorted(s.id for s in plan.shards_of(cell.id))
+        assert _as_json(got) == _as_json(score_cells(plan, store, tasks, cfg.metrics))
+    finally:
+        _REGISTRY.pop("centred_len", None)
+        _WHOLE_CELL.discard("centred_len")
