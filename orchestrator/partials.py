@@ -95,6 +95,12 @@ def not_per_record(frame: Any, names: Sequence[str], ctx: MetricContext) -> list
     return bad
 
 
+def checkable(frame: Any, names: Sequence[str]) -> bool:
+    """Whether `not_per_record` could check `names` on `frame`: two records or more, or only built-in metrics.
+    Partials of a user's metric are kept only from reads it was checked on."""
+    return len(frame) >= 2 or all(_defined_in_orchestrator(n) for n in names)
+
+
 def _defined_in_orchestrator(name: str) -> bool:
     m = get(name)
     fn = {"example": m.fn, "group": m.groups, "cell": m.reduce}[m.unit]

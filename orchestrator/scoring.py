@@ -19,7 +19,7 @@ from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
 from orchestrator.config import MetricsConfig
 from orchestrator.metrics import MetricContext, get, summarise
-from orchestrator.partials import counts, not_per_record, partials, pooled_scores
+from orchestrator.partials import checkable, counts, not_per_record, partials, pooled_scores
 from orchestrator.passes import ALL, FIELDS, describe, of_fields
 from orchestrator.plan import Cell, Plan
 from orchestrator.store import SweepStore
@@ -159,7 +159,7 @@ def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext
         parts = list(partials(frame.assign(shard_id="*"), ["*"], pooled, ctx).values())
     else:
         parts = [kept[sid] if sid in kept else fresh[sid] for sid in ids]
-        if cache is not None and not whole and todo:
+        if cache is not None and not whole and todo and checkable(frame, pooled):
             cache.put_parts(cell, pooled, ctx, {**kept, **fresh}, ids)
     old = sum(p.old for p in parts)
     if old:
@@ -225,7 +225,7 @@ def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics
             continue
         try:
             frame = store.read_shards(todo)
-            if _whole_cell(not_per_record(frame, names, ctx)):
+            if _whole_cell(not_per_record(frame, names, ctx)) or not checkable(frame, names):
                 continue
             fresh = partials(frame, todo, names, ctx)
             if len(fresh) == len(todo):
