@@ -74,7 +74,8 @@ def scoring_source(names: list[str]) -> str:
     modules = set(_SCORING_MODULES)
     for name in names:
         m = get(name)
-        for fn in (m.fn, m.stats, m.reduce, m.groups, m.chance_fn):
+        for fn in (m.fn, m.stats, getattr(m.stats, "__wrapped__", None), m.reduce, m.groups, m.chance_fn,
+                   getattr(m.chance_fn, "per_record", None)):
             if fn is not None:
                 modules.add(fn.__module__)
     digest = hashlib.sha256()

@@ -66,6 +66,8 @@ def partials(frame: Any, shard_ids: Sequence[str], names: Sequence[str], ctx: Me
             n=len(pos), shots_dropped=int(shots[pos].sum()), truncated=int(trunc[pos].sum()), nodes=nodes,
             seconds=sec, gpus=float(gpus[first]), old=int(old[pos].sum()),
             rows={n: r[pos] for n, r in rows.items()}, chance={n: c[pos] for n, c in chance.items()})
+    if sum(p.n for p in out.values()) != n_all:  # rows without a shard id: the frame cannot be split
+        return {}
     for sid in shard_ids:  # a shard file with no rows
         out.setdefault(sid, _empty(names))
     return out
@@ -73,38 +75,6 @@ def partials(frame: Any, shard_ids: Sequence[str], names: Sequence[str], ctx: Me
 
 def _empty(names: Sequence[str]) -> ShardPartial:
     return ShardPartial(0, rows={n: np.zeros((0, 1)) for n in names})
-
-
-def not_per_record(frame: Any, names: Sequence[str], ctx: MetricContext) -> list[str]:
-    """Of `names`, the metrics defined outside orchestrator whose rows for the first half of `frame`'s records
-    change when that half is scored without the rest: their score of a record depends on the other records, so
-    rows kept per shard must not be pooled for them. The built-in metrics score each record alone (tested)."""
-    if len(frame) < 2:
-        return []
-    user = [n for n in names if not _defined_in_orchestrator(n)]
-    if not user:
-        return []
-    records = frame.to_dict("records")
-    half = len(records) // 2
-    bad = []
-    for n in user:
-        m = get(n)
-        whole, alone = m.rows(records, ctx), m.rows(records[:half], ctx)
-        if whole.shape[1] != alone.shape[1] or not np.array_equal(whole[:half], alone, equal_nan=True):
-            bad.append(n)
-    return bad
-
-
-def checkable(frame: Any, names: Sequence[str]) -> bool:
-    """Whether `not_per_record` could check `names` on `frame`: two records or more, or only built-in metrics.
-    Partials of a user's metric are kept only from reads it was checked on."""
-    return len(frame) >= 2 or all(_defined_in_orchestrator(n) for n in names)
-
-
-def _defined_in_orchestrator(name: str) -> bool:
-    m = get(name)
-    fn = {"example": m.fn, "group": m.groups, "cell": m.reduce}[m.unit]
-    return getattr(fn, "__module__", "").startswith("orchestrator.")
 
 
 def stack(parts: Sequence[ShardPartial], name: str) -> np.ndarray:

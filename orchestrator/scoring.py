@@ -19,7 +19,7 @@ from orchestrator.analysis.curves import CellResult
 from orchestrator.analysis.scores import bigbench_normalized
 from orchestrator.config import MetricsConfig
 from orchestrator.metrics import MetricContext, get, summarise
-from orchestrator.partials import checkable, counts, not_per_record, partials, pooled_scores
+from orchestrator.partials import counts, partials, pooled_scores
 from orchestrator.passes import ALL, FIELDS, describe, of_fields
 from orchestrator.plan import Cell, Plan
 from orchestrator.store import SweepStore
@@ -145,13 +145,11 @@ def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext
     """One complete cell's scores. Poolable metrics are made from its shards' partials (orchestrator.partials):
     those `cache` kept, for shards unchanged since, and those of the shards read now, so a resume that added a
     shard reads that shard only. A metric that needs the whole cell at once makes every shard be read."""
-    pooled = [n for n in names if _poolable(n)]
+    pooled = [n for n in names if get(n).poolable]
     whole = [n for n in names if n not in pooled]
     kept = cache.parts(cell, pooled, ctx) if cache is not None and not whole else {}
     todo = [sid for sid in ids if sid not in kept]
     frame = store.read_shards(todo) if todo else pd.DataFrame()
-    if _whole_cell(not_per_record(frame, pooled, ctx)):  # a user's metric that is not per record: read it all
-        return _score_cell(cell, ids, names, ctx, store, metrics, cache)
     fresh = partials(frame, todo, pooled, ctx)
     if len(fresh) < len(todo):  # records without shard ids (an old store): the cell as one piece, nothing kept
         if kept:
@@ -159,8 +157,8 @@ def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext
         parts = list(partials(frame.assign(shard_id="*"), ["*"], pooled, ctx).values())
     else:
         parts = [kept[sid] if sid in kept else fresh[sid] for sid in ids]
-        if cache is not None and not whole and todo and checkable(frame, pooled):
-            cache.put_parts(cell, pooled, ctx, {**kept, **fresh}, ids)
+        if cache is not None and not whole and todo:
+            _keep(cache, cell, pooled, ctx, {**kept, **fresh}, ids)
     old = sum(p.old for p in parts)
     if old:
         _warn_old_records(old, cell.label, list(metrics.names))
@@ -182,32 +180,20 @@ def _score_cell(cell: Cell, ids: list[str], names: list[str], ctx: MetricContext
                       train_step=m.train_step, **counts(parts))
 
 
-_WHOLE_CELL: set[str] = set()  # metrics found to score a record from the others too: scored from whole cells
-
-
-def _poolable(name: str) -> bool:
-    return get(name).poolable and name not in _WHOLE_CELL
-
-
-def _whole_cell(names: list[str]) -> bool:
-    """Mark `names` (metrics whose score of a record depends on the other records) to be scored from whole cells
-    from now on, saying so once; True when there were any."""
-    new = [n for n in names if n not in _WHOLE_CELL]
-    for n in new:
-        log.warning("metric %s scores a record differently when other records are passed with it, so its cells "
-                    "are scored from all their records (every shard read) rather than pooled per shard; a "
-                    "per-example metric should score each record on its own, and one that needs the whole cell "
-                    "can be registered with @group_metric or @cell_metric", n)
-    _WHOLE_CELL.update(names)
-    return bool(names)
+def _keep(cache: CellCache, cell: Cell, names: list[str], ctx: MetricContext, parts: dict, ids: list[str]) -> None:
+    """`cache.put_parts`, as a cache: a store that refuses it costs the next resume a read of the whole cell."""
+    try:
+        cache.put_parts(cell, names, ctx, parts, ids)
+    except Exception as e:  # noqa: BLE001
+        log.warning("cell %s: shard partials not kept (%s: %s)", cell.label, type(e).__name__, e)
 
 
 def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics: MetricsConfig,
                   done: dict[str, frozenset[str]], cache: CellCache) -> int:
     """Keep the partials of the finished shards of incomplete cells (a run that ended with failed shards), so
-    that the resume that completes them reads only the shards it adds. Returns the shards read. A cache: a
-    shard that cannot be read here is left to the scoring that needs it."""
-    read = 0
+    that the resume that completes them reads only the shards it adds. Returns the number of shards whose
+    partials it kept. A cache: a shard that cannot be read here is left to the scoring that needs it."""
+    kept_n = 0
     for cell in plan.cells:
         ids = [s.id for s in plan.shards_of(cell.id)]
         have = [sid for sid in ids if sid in done and cache.checksums.get(sid)]
@@ -215,7 +201,7 @@ def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics
             continue
         held = frozenset.intersection(*(done[sid] for sid in have))
         names = [n for n in metrics.names if metric_passes(n) <= held]
-        if not names or not all(_poolable(n) for n in names):
+        if not names or not all(get(n).poolable for n in names):
             continue
         task = tasks[cell.task]
         ctx = MetricContext(output_regex=task.output_regex, subset_k=metrics.subset_k, seed=metrics.bootstrap_seed)
@@ -225,16 +211,14 @@ def keep_partials(plan: Plan, store: SweepStore, tasks: dict[str, Task], metrics
             continue
         try:
             frame = store.read_shards(todo)
-            if _whole_cell(not_per_record(frame, names, ctx)) or not checkable(frame, names):
-                continue
             fresh = partials(frame, todo, names, ctx)
             if len(fresh) == len(todo):
                 cache.put_parts(cell, names, ctx, {**kept, **fresh}, ids)
-                read += len(todo)
+                kept_n += len(todo)
         except Exception as e:  # noqa: BLE001 - a damaged shard is quarantined and runs again on the resume
             log.warning("cell %s: partials of its finished shards not kept (%s: %s)", cell.label,
                         type(e).__name__, e)
-    return read
+    return kept_n
 
 
 def metric_passes(name: str) -> frozenset[str]:

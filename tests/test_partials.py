@@ -169,7 +169,7 @@ def test_a_metric_that_needs_the_whole_cell_reads_every_shard_and_is_right(tmp_p
         return 1.0 / max(1, len(records))  # depends on the cell's size: not a mean of per-record values
 
     @metric("whole_len", kind="continuous", higher_is_better=True, needs=("generated",), chance=chance,
-            replace=True)
+            per_record=True, replace=True)
     def whole_len(records, ctx):
         return [float(len(r["answer"])) for r in records]
 
@@ -270,32 +270,28 @@ def test_a_users_group_metric_and_record_chance_pool_like_the_built_ins(tmp_path
         _REGISTRY.pop("pair_longer", None)
 
 
-def test_a_per_example_metric_that_reads_other_records_is_caught_and_scored_from_whole_cells(tmp_path, monkeypatch,
-                                                                                               caplog):
-    """A user's per-example metric that breaks the contract (its score of a record depends on the others: here
-    the answer's length minus the cell's mean) would give wrong numbers if pooled per shard. It is found on the
-    records read, said once, and its cells are then read whole: the same numbers as scoring every record."""
-    import logging
-
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_users_per_example_metric_pools_only_when_it_declares_per_record(tmp_path, monkeypatch, declared):
+    """A plain @metric may score a record from the others (here: the answer's length minus the cell's mean), which
+    pooling per shard would get wrong; it is read whole unless it declares per_record=True. The undeclared one's
+    numbers equal scoring every record after a shard is replaced; the declared one reads only that shard."""
     from orchestrator.metrics import metric
     from orchestrator.metrics.registry import _REGISTRY
-    from orchestrator.scoring import _WHOLE_CELL
 
-    @metric("centred_len", kind="continuous", higher_is_better=True, needs=("generated",), replace=True)
+    @metric("centred_len", kind="continuous", higher_is_better=True, needs=("generated",), per_record=declared,
+            replace=True)
     def centred_len(records, ctx):
         lengths = [float(len(r["answer"])) for r in records]
         mean = sum(lengths) / max(1, len(lengths))
-        return [x - mean for x in lengths]
+        return [x - mean if not declared else x for x in lengths]
 
     try:
+        assert get("centred_len").poolable is declared
         cfg, plan, tasks, store, backend = _sweep(tmp_path, "metrics.names=[exact_match,centred_len]")
         _verify(plan, store)
-        with caplog.at_level(logging.WARNING):
-            first = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
-        assert "centred_len scores a record differently" in caplog.text and "centred_len" in _WHOLE_CELL
-        cell = next(c for c in plan.cells if c.prompt.name == "zero_shot")  # mc generates nothing: NaN rows only
-        assert not store.has(f"{PARTS}/{cell.id}.npz")  # nothing kept for it
-        assert _as_json(first) == _as_json(score_cells(plan, store, tasks, cfg.metrics))
+        score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
+        cell = next(c for c in plan.cells if c.prompt.name == "zero_shot")
+        assert store.has(f"{PARTS}/{cell.id}.npz") is declared
         victim = plan.shards_of(cell.id)[0]
         store.fs.rm(f"{store._path}/shards/{victim.id}.parquet")
         _verify(plan, store)
@@ -303,8 +299,15 @@ def test_a_per_example_metric_that_reads_other_records_is_caught_and_scored_from
         _verify(plan, store)
         reads = _reads(monkeypatch, store)
         got = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
-        assert sorted(reads) == sorted(s.id for s in plan.shards_of(cell.id))
+        assert sorted(reads) == sorted([victim.id] if declared else [s.id for s in plan.shards_of(cell.id)])
         assert _as_json(got) == _as_json(score_cells(plan, store, tasks, cfg.metrics))
     finally:
         _REGISTRY.pop("centred_len", None)
-        _WHOLE_CELL.discard("centred_len")
+
+
+def test_per_record_is_for_per_example_metrics_only():
+    from orchestrator.metrics import metric
+
+    with pytest.raises(ValueError, match="per_record=True is for unit='example'"):
+        metric("grouped_wrong", kind="continuous", higher_is_better=True, unit="group", per_record=True)(
+            lambda records, ctx: [])

@@ -220,6 +220,7 @@ _MC_NEEDS = ("choice_logprobs", "choice_scores")
 
 @metric(
     "exact_match",
+    per_record=True,
     kind="discontinuous",
     higher_is_better=True,
     needs=("targets", "generated"),
@@ -238,6 +239,7 @@ def exact_match(records: Records, ctx: MetricContext) -> list[float]:
 
 @metric(
     "multiple_choice_grade",
+    per_record=True,
     kind="discontinuous",
     higher_is_better=True,
     needs=_MC_NEEDS,
@@ -280,8 +282,9 @@ def subset_accuracy(rows: np.ndarray, ctx: MetricContext) -> list[float]:
     and cut into disjoint groups of `ctx.subset_k`; the incomplete tail group is
     dropped. The grouping depends only on the example ids and the seed, so every
     cell (model size) of a sweep uses the same groups. One score per group; no
-    groups, so NaN for the cell, where nothing was generated (the registry
-    passes only records with targets that were generated).
+    groups, so NaN for the cell, where nothing was generated (`rows` are the
+    valid (example_idx, exact) rows of `_subset_stats`: records with targets
+    that were generated).
     """
     k = int(ctx.subset_k)
     if k < 1:
@@ -295,6 +298,7 @@ def subset_accuracy(rows: np.ndarray, ctx: MetricContext) -> list[float]:
 
 @metric(
     "token_edit_distance",
+    per_record=True,
     kind="continuous",
     higher_is_better=False,
     needs=("target_answer_token_ids", "generated"),
@@ -321,7 +325,8 @@ def token_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
 
 
 @metric(
-    "char_edit_distance", kind="continuous", higher_is_better=False, needs=("targets", "generated"), best=0.0
+    "char_edit_distance", per_record=True, kind="continuous", higher_is_better=False, needs=("targets", "generated"),
+    best=0.0,
 )
 def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     """Levenshtein distance over characters between the answer and the nearest acceptable target.
@@ -338,7 +343,8 @@ def char_edit_distance(records: Records, ctx: MetricContext) -> list[float]:
     return out
 
 
-@metric("target_logprob", kind="continuous", higher_is_better=True, needs=("target_logprobs",), best=0.0)
+@metric("target_logprob", per_record=True, kind="continuous", higher_is_better=True, needs=("target_logprobs",),
+        best=0.0)
 def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
     """log p(target | prompt) of the most likely acceptable target: max over targets of the summed token log p.
 
@@ -354,7 +360,8 @@ def target_logprob(records: Records, ctx: MetricContext) -> list[float]:
 
 
 @metric(
-    "target_token_prob", kind="continuous", higher_is_better=True, needs=("target_token_logprobs",), best=1.0
+    "target_token_prob", per_record=True, kind="continuous", higher_is_better=True, needs=("target_token_logprobs",),
+    best=1.0,
 )
 def target_token_prob(records: Records, ctx: MetricContext) -> list[float]:
     """Per-token probability exp(mean token log p) of the most likely target: the p in Schaeffer's p^L.
@@ -373,6 +380,7 @@ def target_token_prob(records: Records, ctx: MetricContext) -> list[float]:
 
 @metric(
     "brier_score",
+    per_record=True,
     kind="continuous",
     higher_is_better=False,
     needs=_MC_NEEDS,
@@ -402,6 +410,7 @@ def brier_score(records: Records, ctx: MetricContext) -> list[float]:
 
 @metric(
     "correct_option_prob",
+    per_record=True,
     kind="continuous",
     higher_is_better=True,
     needs=_MC_NEEDS,
@@ -477,6 +486,7 @@ def calibration_ece(stats: np.ndarray) -> float:
 
 @metric(
     "exact_str_match",
+    per_record=True,
     kind="discontinuous",
     higher_is_better=True,
     needs=("targets", "generated"),
@@ -601,21 +611,21 @@ def _rouge(records: Records, rouge_type: str) -> list[float]:
     return out
 
 
-@metric("rouge1", kind="continuous", higher_is_better=True, needs=("targets", "generated"),
+@metric("rouge1", per_record=True, kind="continuous", higher_is_better=True, needs=("targets", "generated"),
         chance=_free_form_chance, best=1.0)
 def rouge1(records: Records, ctx: MetricContext) -> list[float]:
     """ROUGE-1 (unigram) F-measure against the best target, as BIG-bench's `rouge1` / 100 (see `_rouge`)."""
     return _rouge(records, "rouge1")
 
 
-@metric("rouge2", kind="continuous", higher_is_better=True, needs=("targets", "generated"),
+@metric("rouge2", per_record=True, kind="continuous", higher_is_better=True, needs=("targets", "generated"),
         chance=_free_form_chance, best=1.0)
 def rouge2(records: Records, ctx: MetricContext) -> list[float]:
     """ROUGE-2 (bigram) F-measure against the best target, as BIG-bench's `rouge2` / 100 (see `_rouge`)."""
     return _rouge(records, "rouge2")
 
 
-@metric("rougeLsum", kind="continuous", higher_is_better=True, needs=("targets", "generated"),
+@metric("rougeLsum", per_record=True, kind="continuous", higher_is_better=True, needs=("targets", "generated"),
         chance=_free_form_chance, best=1.0)
 def rouge_lsum(records: Records, ctx: MetricContext) -> list[float]:
     """ROUGE-Lsum (summary-level LCS) F-measure against the best target, as BIG-bench's `rougeLsum` / 100."""

@@ -9,7 +9,7 @@ Adding a metric takes a few lines::
 
     from orchestrator.metrics import metric
 
-    @metric("answer_length", kind="continuous", higher_is_better=False)
+    @metric("answer_length", kind="continuous", higher_is_better=False, per_record=True)
     def answer_length(records, ctx):
         return [float(len(r["answer"])) for r in records]
 
@@ -28,13 +28,13 @@ A metric's `unit` says what its scores are one per:
   can resample the statistics instead of re-reading every record; the rows of
   records missing a field in `needs` are set to NaN (left out), as for the others.
 
-A per-example metric scores each record on its own: a record's score may not
-depend on the other records passed with it. That is what lets a cell be scored
-from rows kept per shard (`Metric.rows`, orchestrator.cellcache), so that a
-resume reads only the shards it added. A metric that needs the whole cell at
-once registers as `unit="group"` or a cell metric. Likewise a `chance` made with
-`record_chance` is the mean of a per-record value; any other `chance` function
-makes the metric's cells read every record again.
+A cell can be scored from rows kept per shard (`Metric.rows`, orchestrator.cellcache),
+so that a resume reads only the shards it added, when its metrics say how:
+a per-example metric registered with `per_record=True` (its score of a record
+depends on that record alone, as for every built-in one), and group and cell
+metrics registered with per-record `stats`. A `chance` made with `record_chance`
+is the mean of a per-record value and pools too. Any other metric or chance
+function makes its cells read every record again: slower, never wrong.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class Metric:
     stats: StatsFn | None = None
     reduce: ReduceFn | None = None
     groups: GroupsFn | None = None  # a group metric with `stats`: its group scores from the pooled valid rows
+    per_record: bool = False  # a per-example metric that declared it scores each record alone (poolable)
     description: str = ""
     best: float | None = None  # the perfect score: the `high` of BIG-bench's normalised score (None: unbounded)
 
@@ -130,11 +131,11 @@ class Metric:
     @property
     def poolable(self) -> bool:
         """Whether a cell's score can be rebuilt from rows computed shard by shard (`rows`, `chance_rows`):
-        per-example metrics, and group and cell metrics registered with per-record `stats`; with no chance or a
-        `record_chance` one."""
+        per-example metrics registered with `per_record=True`, and group and cell metrics registered with
+        per-record `stats`; with no chance or a `record_chance` one."""
         chance_ok = self.chance_fn is None or isinstance(self.chance_fn, RecordChance)
         if self.unit == "example":
-            return chance_ok
+            return chance_ok and self.per_record
         if self.unit == "group":
             return chance_ok and self.stats is not None and self.groups is not None
         return chance_ok and self.stats is not None and self.reduce is not None
@@ -208,6 +209,7 @@ def metric(
     unit: Unit = "example",
     chance: ChanceFn | None = None,
     best: float | None = None,
+    per_record: bool = False,
     replace: bool = False,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register `fn(records, ctx) -> list[float]` under `name`; returns `fn` unchanged.
@@ -218,11 +220,16 @@ def metric(
     Record fields that must be non-empty for an example to count. `chance`
     maps records to the random-guess score (None where undefined); `best` is
     the perfect score. With both, a cell also gets BIG-bench's normalised
-    score 100 (mean - chance) / (best - chance).
+    score 100 (mean - chance) / (best - chance). `per_record=True` (unit "example" only) declares that the
+    score of a record depends on that record alone, whatever records are passed with it: its cells can then be
+    pooled from rows kept per shard, so a resume reads only the shards it adds; without it they are read whole.
     """
 
     def register(fn: MetricFn) -> MetricFn:
         _check(name, kind, unit, replace)
+        if per_record and unit != "example":
+            raise ValueError(f"metric {name!r}: per_record=True is for unit='example'; a {unit} metric pools "
+                             f"through per-record stats (@{unit}_metric)")
         _REGISTRY[name] = Metric(
             name=name,
             fn=fn,
@@ -233,6 +240,7 @@ def metric(
             chance_fn=chance,
             description=_first_line(fn.__doc__),
             best=best,
+            per_record=per_record,
         )
         return fn
 
@@ -342,6 +350,7 @@ def _masked(name: str, stats: StatsFn, required: tuple[str, ...]) -> StatsFn:
                 rows[i] = np.nan
         return rows
 
+    masked.__wrapped__ = stats  # type: ignore[attr-defined] # the cache hashes the module that defines `stats`
     return masked
 
 
