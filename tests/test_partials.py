@@ -74,6 +74,14 @@ def _verify(plan, store) -> None:
                                             {s.id: s.size for s in plan.shards}) == []
 
 
+def _run_again(plan, tasks, store, backend, shard, seed: int) -> None:
+    """`shard` lost and run again with other answers, as a run sees it (each run starts by verifying the store)."""
+    store.fs.rm(f"{store._path}/shards/{shard.id}.parquet")
+    _verify(plan, store)
+    store.write_shard(shard.id, _rows(backend, tasks, plan.cell(shard.cell_id), shard, seed))
+    _verify(plan, store)
+
+
 def _as_json(results) -> str:
     return json.dumps(sorted((asdict(r) for r in results), key=lambda d: d["cell_id"]), sort_keys=True)
 
@@ -109,10 +117,7 @@ def test_a_shard_run_again_is_the_only_one_read_and_the_cell_equals_a_full_resco
     _verify(plan, store)
     score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
     victim = plan.shards_of(plan.cells[1].id)[2]
-    store.fs.rm(f"{store._path}/shards/{victim.id}.parquet")
-    _verify(plan, store)
-    store.write_shard(victim.id, _rows(backend, tasks, plan.cells[1], victim, seed=777))  # other answers now
-    _verify(plan, store)
+    _run_again(plan, tasks, store, backend, victim, seed=777)  # other answers now
     reads = _reads(monkeypatch, store)
     cache = CellCache(store, cfg.metrics)
     got = score_cells(plan, store, tasks, cfg.metrics, cache=cache)
@@ -256,10 +261,7 @@ def test_a_users_group_metric_and_record_chance_pool_like_the_built_ins(tmp_path
         score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
         cell = next(c for c in plan.cells if c.prompt.name == "zero_shot")
         victim = plan.shards_of(cell.id)[1]
-        store.fs.rm(f"{store._path}/shards/{victim.id}.parquet")
-        _verify(plan, store)
-        store.write_shard(victim.id, _rows(backend, tasks, cell, victim, seed=4242))
-        _verify(plan, store)
+        _run_again(plan, tasks, store, backend, victim, seed=4242)
         reads = _reads(monkeypatch, store)
         got = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
         assert reads == [victim.id]
@@ -293,10 +295,7 @@ def test_a_users_per_example_metric_pools_only_when_it_declares_per_record(tmp_p
         cell = next(c for c in plan.cells if c.prompt.name == "zero_shot")
         assert store.has(f"{PARTS}/{cell.id}.npz") is declared
         victim = plan.shards_of(cell.id)[0]
-        store.fs.rm(f"{store._path}/shards/{victim.id}.parquet")
-        _verify(plan, store)
-        store.write_shard(victim.id, _rows(backend, tasks, cell, victim, seed=99))
-        _verify(plan, store)
+        _run_again(plan, tasks, store, backend, victim, seed=99)
         reads = _reads(monkeypatch, store)
         got = score_cells(plan, store, tasks, cfg.metrics, cache=CellCache(store, cfg.metrics))
         assert sorted(reads) == sorted([victim.id] if declared else [s.id for s in plan.shards_of(cell.id)])

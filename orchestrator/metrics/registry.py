@@ -266,28 +266,14 @@ def cell_metric(
     called on zero rows (the metric is NaN then). Splitting it this way lets
     the bootstrap resample rows cheaply.
     """
-    masked = _masked(name, stats, tuple(needs))
-
     def register(reduce: ReduceFn) -> ReduceFn:
-        _check(name, kind, "cell", replace)
-
         def fn(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> list[float]:
             rows = valid_rows(masked(records, ctx))
             return [float(reduce(rows)) if len(rows) else math.nan]
 
-        _REGISTRY[name] = Metric(
-            name=name,
-            fn=fn,
-            kind=kind,
-            higher_is_better=higher_is_better,
-            needs=tuple(needs),
-            unit="cell",
-            chance_fn=chance,
-            stats=masked,
-            reduce=reduce,
-            description=_first_line(reduce.__doc__),
-            best=best,
-        )
+        masked = _register_split(name, "cell", fn, stats, needs, kind=kind, higher_is_better=higher_is_better,
+                                 chance_fn=chance, best=best, replace=replace, reduce=reduce,
+                                 description=_first_line(reduce.__doc__))
         return reduce
 
     return register
@@ -310,30 +296,26 @@ def group_metric(
     `needs`, are dropped); `groups` forms the groups from the pooled rows of the cell. Split this way, a cell can
     be scored from rows kept per shard.
     """
-    masked = _masked(name, stats, tuple(needs))
-
     def register(groups: GroupsFn) -> GroupsFn:
-        _check(name, kind, "group", replace)
-
         def fn(records: Sequence[Mapping[str, Any]], ctx: MetricContext) -> list[float]:
             return [float(v) for v in groups(valid_rows(masked(records, ctx)), ctx)]
 
-        _REGISTRY[name] = Metric(
-            name=name,
-            fn=fn,
-            kind=kind,
-            higher_is_better=higher_is_better,
-            needs=tuple(needs),
-            unit="group",
-            chance_fn=chance,
-            stats=masked,
-            groups=groups,
-            description=_first_line(groups.__doc__),
-            best=best,
-        )
+        masked = _register_split(name, "group", fn, stats, needs, kind=kind, higher_is_better=higher_is_better,
+                                 chance_fn=chance, best=best, replace=replace, groups=groups,
+                                 description=_first_line(groups.__doc__))
         return groups
 
     return register
+
+
+def _register_split(name: str, unit: Unit, fn: MetricFn, stats: StatsFn, needs: Sequence[str], *,
+                    replace: bool, **fields: Any) -> StatsFn:
+    """Register a group or cell metric split into per-record `stats` and what makes its scores of the pooled
+    rows (`reduce` or `groups`, in `fields`); returns the masked stats `fn` reads."""
+    _check(name, fields["kind"], unit, replace)
+    masked = _masked(name, stats, tuple(needs))
+    _REGISTRY[name] = Metric(name=name, fn=fn, needs=tuple(needs), unit=unit, stats=masked, **fields)
+    return masked
 
 
 def _masked(name: str, stats: StatsFn, required: tuple[str, ...]) -> StatsFn:
